@@ -1,0 +1,125 @@
+"""Choose, check and repair INT8 variants.
+
+On a CPU the fastest INT8 scheme depends on the processor and the model (QDQ on
+all ops can beat FP32 while QOperator or Conv-only QDQ run slower than FP32), so
+every candidate is timed here, against FP32, in one interleaved run, and the
+fastest one that keeps the accuracy gate wins. A variant that fails the gate is
+repaired by keeping its most damaged layers in float, verified step by step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgedl.converters.quantize import CPU_SCHEMES, TENSORRT_SCHEME, Quantizer, Scheme
+from edgedl.converters.sensitivity import exclusion_steps, rank_damage
+from edgedl.converters.validate import Gate, agreement, latencies_ms, passes, run_all
+from edgedl.errors import AccuracyGateError
+from edgedl.runtimes.ort_session import cpu_session
+
+log = logging.getLogger("edgedl.int8")
+Sample = dict[str, np.ndarray]
+
+
+@dataclass
+class Candidate:
+    """One quantized file and how it compared with FP32."""
+
+    scheme: Scheme
+    path: Path
+    report: dict[str, dict[str, float]]
+    passed: bool
+    reason: str
+    excluded: list[str] = field(default_factory=list)
+    latency_ms: float = float("nan")
+
+    def summary(self, fp32_ms: float) -> dict[str, Any]:
+        """Manifest form."""
+        return {**self.scheme.describe(), "passed": self.passed, "reason": self.reason,
+                "latency_ms": round(self.latency_ms, 4), "speedup_vs_fp32": round(fp32_ms / self.latency_ms, 3),
+                "excluded_nodes": self.excluded, "outputs": self.report}
+
+
+@dataclass
+class Evaluator:
+    """Everything needed to judge a quantized file: FP32 reference outputs, samples, the gate."""
+
+    fp32_model: onnx.ModelProto
+    quantizer: Quantizer
+    holdout: list[Sample]
+    reference: list[dict[str, np.ndarray]]
+    gate: Gate
+    classify: bool
+    workdir: Path
+
+    def check(self, scheme: Scheme, exclude: list[str], tag: str) -> Candidate:
+        """Quantize under ``scheme`` (minus ``exclude``) and compare with FP32."""
+        path = self.quantizer.quantize(scheme, self.workdir / f"{scheme.name}-{tag}.onnx", exclude)
+        report = agreement(self.reference, run_all(cpu_session(path), self.holdout), self.classify)
+        ok, reason = passes(report, self.gate)
+        return Candidate(scheme, path, report, ok, reason, list(exclude))
+
+    def repair(self, failed: Candidate) -> Candidate:
+        """Keep the most damaged layers in float, in growing sets, until the gate passes."""
+        ranges = self.quantizer.ranges(failed.scheme.symmetric_activations)
+        quantized = _quantized_nodes(failed.path, self.fp32_model)
+        ranking = rank_damage(self.fp32_model, ranges, self.holdout[:8], failed.scheme.activations_signed,
+                              quantized)
+        last = failed
+        for step, exclude in enumerate(exclusion_steps(ranking)):
+            log.info("repair %s: keeping %d node(s) in float", failed.scheme.name, len(exclude))
+            last = self.check(failed.scheme, exclude, f"repair{step}")
+            if last.passed:
+                return last
+        raise AccuracyGateError(
+            f"INT8 ({failed.scheme.name}) fails the accuracy gate even with {len(last.excluded)} layer(s) kept "
+            f"in float ({last.reason})",
+            fix="calibrate with more representative --calib-data, try --calib-method entropy|percentile, "
+                "lower --min-cosine/--min-top1, or use --fp16")
+
+
+def _quantized_nodes(quantized_path: Path, fp32_model: onnx.ModelProto) -> set[str]:
+    """FP32 node names whose tensors the quantized model wraps in Q/DQ (or replaced by integer ops)."""
+    q = onnx.load(str(quantized_path), load_external_data=False)
+    quantized_tensors: set[str] = set()
+    for node in q.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd"):
+            quantized_tensors.update(t.split("_QuantizeLinear")[0].split("_DequantizeLinear")[0]
+                                     for t in list(node.input) + list(node.output))
+    names = {n.name for n in q.graph.node}
+    return {n.name for n in fp32_model.graph.node
+            if n.name and (n.name not in names or quantized_tensors.intersection(list(n.input) + list(n.output)))}
+
+
+def best_cpu_int8(evaluator: Evaluator, feed: Sample, fp32_session: Any) -> tuple[Candidate, list[Candidate], float]:
+    """The fastest CPU scheme that passes the gate (repairing the fastest one if none passes).
+
+    Returns the winner, every candidate tried, and FP32's latency from the same timing run.
+    """
+    candidates = [evaluator.check(s, [], "full") for s in CPU_SCHEMES]
+    sessions = {"fp32": fp32_session, **{c.scheme.name: cpu_session(c.path) for c in candidates}}
+    times = latencies_ms(sessions, feed)
+    for c in candidates:
+        c.latency_ms = times[c.scheme.name]
+    fastest_first = sorted(candidates, key=lambda c: c.latency_ms)
+    winner = next((c for c in fastest_first if c.passed), None)
+    if winner is None:
+        log.warning("no INT8 scheme passes the gate as is (%s); searching for layers to keep in float",
+                    fastest_first[0].reason)
+        winner = evaluator.repair(fastest_first[0])
+        times = latencies_ms({"fp32": fp32_session, "repaired": cpu_session(winner.path)}, feed)
+        winner.latency_ms = times["repaired"]
+        candidates.append(winner)
+    return winner, candidates, times["fp32"]
+
+
+def tensorrt_int8(evaluator: Evaluator) -> Candidate:
+    """The TensorRT explicit-quantization variant, accuracy-checked on ONNX Runtime CPU, repaired if needed."""
+    candidate = evaluator.check(TENSORRT_SCHEME, [], "full")
+    return candidate if candidate.passed else evaluator.repair(candidate)

@@ -1,0 +1,119 @@
+"""The quantization half of ``convert``: calibrate, build variants, validate, record."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgedl.converters.calibration import CalibrationSet, load_calibration
+from edgedl.converters.fp16 import overflowing_nodes, to_fp16
+from edgedl.converters.int8 import Evaluator, best_cpu_int8, tensorrt_int8
+from edgedl.converters.quantize import Quantizer
+from edgedl.converters.trt_cache import DEFAULT_TRT_VERSION, amax_from_ranges, write_cache
+from edgedl.converters.validate import Gate, agreement, latencies_ms, passes, run_all
+from edgedl.errors import AccuracyGateError
+from edgedl.fsutil import sha256_file
+from edgedl.manifest import Manifest, TensorInfo, Variant
+from edgedl.runtimes.ort_session import cpu_session
+
+log = logging.getLogger("edgedl.convert")
+Sample = dict[str, np.ndarray]
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64, "int64": np.int64,
+              "int32": np.int32, "uint8": np.uint8, "int8": np.int8, "bool": np.bool_}
+
+
+def _random_samples(inputs: list[TensorInfo], count: int, seed: int) -> list[Sample]:
+    """Stand-in validation inputs for FP16 checks when no data was given (never used to calibrate)."""
+    rng = np.random.default_rng(seed)
+    shape = lambda info: [d if isinstance(d, int) and d > 0 else 1 for d in info.shape]  # noqa: E731
+    return [{i.name: rng.standard_normal(shape(i)).astype(_NP_DTYPES.get(i.dtype, np.float32)) for i in inputs}
+            for _ in range(count)]
+
+
+def _ranges_amax(ranges: Any) -> dict[str, float]:
+    """Absolute maxima per tensor from ORT ``TensorsData``."""
+    bounds = {}
+    for name, data in ranges.data.items():
+        lo, hi = data.range_value
+        bounds[name] = (float(np.min(lo)), float(np.max(hi)))
+    return amax_from_ranges(bounds)
+
+
+def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: Path, *, int8: bool, fp16: bool,
+                  calib_data: Any, calib_samples: int, calib_method: str, min_cosine: float, min_top1: float,
+                  holdout: int, seed: int, target: str, image: TensorInfo | None, show: bool) -> None:
+    """Add the INT8 and/or FP16 variants to ``stage`` and fill the manifest's calibration and validation."""
+    from edgedl.progress import counter
+
+    fp32_path = stage / "model.onnx"
+    gate = Gate(min_cosine, min_top1)
+    if int8 or calib_data is not None or image is not None:
+        data = load_calibration(calib_data, manifest.inputs, manifest.preprocess, image.name if image else None,
+                                samples=calib_samples, holdout=holdout, seed=seed)
+    else:
+        data = CalibrationSet([], _random_samples(manifest.inputs, 8, seed), {"kind": "random", "seed": seed})
+    if not data.holdout:
+        data.holdout = data.calibration[:1]
+        data.summary["warning"] = "too few samples to hold any out: validated on a calibration sample"
+        log.warning("too few calibration samples to hold some out for validation; pass more --calib-data")
+    fp32_session = cpu_session(fp32_path)
+    reference = run_all(fp32_session, data.holdout)
+    classify = manifest.task == "classify"
+    calibrations = (int(target != "tensorrt" or fp16) + int(target != "cpu")) if int8 else int(fp16)
+    with counter("calibrating", len(data.calibration) * calibrations, show) as tick:
+        quantizer = Quantizer(fp32_path, data.calibration or data.holdout, calib_method, tmp, on_sample=tick)
+        evaluator = Evaluator(proto, quantizer, data.holdout, reference, gate, classify, tmp)
+        validation: dict[str, Any] = {"samples": len(data.holdout), "gate": {"min_cosine": min_cosine,
+                                                                            "min_top1": min_top1}}
+        sessions: dict[str, Any] = {"fp32": fp32_session}
+        results: dict[str, dict[str, Any]] = {}
+        if int8 and target in ("cpu", "all"):
+            winner, tried, fp32_ms = best_cpu_int8(evaluator, data.holdout[0], fp32_session)
+            shutil.copyfile(winner.path, stage / "model.int8.onnx")
+            manifest.variants["int8"] = Variant("model.int8.onnx", "int8", "cpu",
+                                                sha256_file(stage / "model.int8.onnx"), winner.scheme.describe())
+            results["int8"] = {"outputs": winner.report, "scheme": winner.scheme.name,
+                               "excluded_nodes": winner.excluded, "passed": True}
+            validation["candidates"] = [c.summary(fp32_ms) for c in tried]
+            sessions["int8"] = cpu_session(stage / "model.int8.onnx")
+        if int8 and target in ("tensorrt", "all"):
+            trt = tensorrt_int8(evaluator)
+            shutil.copyfile(trt.path, stage / "model.int8.trt.onnx")
+            write_cache(stage / "calibration.cache", _ranges_amax(quantizer.ranges(True)))
+            manifest.variants["int8-trt"] = Variant(
+                "model.int8.trt.onnx", "int8", "tensorrt", sha256_file(stage / "model.int8.trt.onnx"),
+                {**trt.scheme.describe(), "calibration_cache": "calibration.cache",
+                 "calibration_cache_header_version": DEFAULT_TRT_VERSION})
+            results["int8-trt"] = {"outputs": trt.report, "scheme": trt.scheme.name,
+                                   "excluded_nodes": trt.excluded, "passed": True}
+            sessions["int8-trt"] = cpu_session(stage / "model.int8.trt.onnx")
+        if fp16:
+            magnitudes = {}
+            if data.calibration:
+                magnitudes = _ranges_amax(quantizer.ranges(False))
+            keep = overflowing_nodes(proto, magnitudes)
+            onnx.save_model(to_fp16(proto, keep), str(stage / "model.fp16.onnx"))
+            report = agreement(reference, run_all(cpu_session(stage / "model.fp16.onnx"), data.holdout), classify)
+            ok, reason = passes(report, gate)
+            if not ok:
+                raise AccuracyGateError(f"FP16 variant fails the accuracy gate ({reason})",
+                                        fix="lower --min-cosine, or report the model: an op overflows in FP16")
+            manifest.variants["fp16"] = Variant("model.fp16.onnx", "fp16", "any",
+                                                sha256_file(stage / "model.fp16.onnx"), {"kept_fp32_nodes": keep})
+            results["fp16"] = {"outputs": report, "kept_fp32_nodes": keep, "passed": True}
+            sessions["fp16"] = cpu_session(stage / "model.fp16.onnx")
+    times = latencies_ms(sessions, data.holdout[0])
+    validation["latency_ms"] = {k: round(v, 4) for k, v in times.items()}
+    for key, entry in results.items():
+        entry["latency_ms"] = round(times[key], 4)
+        entry["speedup_vs_fp32"] = round(times["fp32"] / times[key], 3)
+    validation["variants"] = results
+    validation["note"] = "latency: median ms on this machine's CPU (ONNX Runtime), measured alternately in one run"
+    manifest.validation = validation
+    manifest.calibration = {**data.summary, "method": calib_method if int8 else None,
+                            "calibration_samples": len(data.calibration), "holdout_samples": len(data.holdout)}

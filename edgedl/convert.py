@@ -1,0 +1,160 @@
+"""``edgedl.convert``: an ONNX model in, a calibrated, validated bundle out."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgedl.bundle import BUNDLE_SUFFIX, Bundle
+from edgedl.errors import InputFileError, UsageError
+from edgedl.fsutil import sha256_file, staged_dir
+from edgedl.manifest import MANIFEST_NAME, TASKS, Manifest, TensorInfo, Variant
+from edgedl.preprocess import PRESETS, PreprocessSpec
+
+log = logging.getLogger("edgedl.convert")
+TARGETS = ("cpu", "tensorrt", "all")
+Sample = dict[str, np.ndarray]
+
+
+def image_input(inputs: list[TensorInfo]) -> TensorInfo | None:
+    """The model's image input: the first float 4-D input with 3 channels in NCHW or NHWC position."""
+    for info in inputs:
+        if info.dtype.startswith("float") and len(info.shape) == 4 and info.layout in ("NCHW", "NHWC"):
+            return info
+    return None
+
+
+def build_spec(info: TensorInfo, options: dict[str, Any], source: Path) -> PreprocessSpec:
+    """The preprocessing spec for ``info`` from a preset and per-option overrides."""
+    options = dict(options)
+    preset = options.pop("preset", None)
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UsageError(f"unknown preprocessing preset {preset!r}", fix=f"use one of {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    values.update({k: v for k, v in options.items() if v is not None})
+    h, w = (info.shape[2], info.shape[3]) if info.layout == "NCHW" else (info.shape[1], info.shape[2])
+    if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
+        shape = "x".join(["1", "3", "640", "640"] if info.layout == "NCHW" else ["1", "640", "640", "3"])
+        raise UsageError(f"input {info.name!r} has dynamic height/width {info.shape}", path=source,
+                         fix=f"fix it with --input-shape {info.name}={shape}")
+    return PreprocessSpec(width=w, height=h, layout=info.layout, **values)
+
+
+def read_labels(labels: str | Path | Sequence[str] | None) -> list[str]:
+    """Labels from a file (one per line) or a sequence."""
+    if labels is None:
+        return []
+    if isinstance(labels, (str, Path)):
+        path = Path(labels)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"cannot read labels ({getattr(exc, 'strerror', None) or exc})", path=path,
+                                 fix="pass a UTF-8 text file with one label per line") from None
+        found = [line.strip() for line in lines if line.strip()]
+        if not found:
+            raise InputFileError("labels file is empty", path=path, fix="write one label per line")
+        return found
+    return [str(x) for x in labels]
+
+
+def _guess_task(outputs: list[TensorInfo], labels: list[str]) -> str:
+    # A single [N, K] output is a classifier; anything else needs --task to say what it is.
+    if len(outputs) == 1 and len(outputs[0].shape) == 2:
+        return "classify"
+    return "raw"
+
+
+def _variant(stage: Path, file: str, precision: str, target: str, details: dict[str, Any]) -> Variant:
+    return Variant(file, precision, target, sha256_file(stage / file), details)
+
+
+def convert(
+    model: str | Path,
+    output: str | Path | None = None,
+    *,
+    int8: bool = False,
+    fp16: bool = False,
+    calib_data: str | Path | None = None,
+    calib_samples: int = 128,
+    calib_method: str = "minmax",
+    input_shapes: dict[str, list[int]] | None = None,
+    preprocess: dict[str, Any] | None = None,
+    labels: str | Path | Sequence[str] | None = None,
+    task: str | None = None,
+    target: str = "cpu",
+    min_cosine: float = 0.99,
+    min_top1: float = 0.9,
+    holdout: int = 16,
+    seed: int = 0,
+    force: bool = False,
+    show: bool = False,
+) -> Bundle:
+    """Convert an ONNX model into a bundle folder (``NAME.edgedl``) and return it opened.
+
+    ``int8`` calibrates on ``calib_data`` (a folder of images, a ``.npy`` or ``.npz``;
+    the shipped photographs when omitted for an image model), times the INT8 schemes
+    on this machine and keeps the fastest that passes the ``min_cosine``/``min_top1``
+    gate against FP32 on held-out samples, repairing it layer by layer if needed.
+    ``target="tensorrt"`` or ``"all"`` also writes the TensorRT Q/DQ variant and a
+    TensorRT calibration cache. ``fp16`` adds a half-precision variant. Nothing is
+    written unless every step succeeds; an existing output is kept unless ``force``.
+    """
+    from edgedl.converters.onnx_clean import clean_model, describe_io
+    from edgedl.converters.onnx_load import load_onnx
+
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}", fix=f"use one of {', '.join(TARGETS)}")
+    if task is not None and task not in TASKS:
+        raise UsageError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
+    if calib_samples < 1:
+        raise UsageError("--calib-samples must be at least 1")
+    source = Path(model)
+    target_dir = Path(output) if output is not None else source.with_name(source.stem + BUNDLE_SUFFIX)
+    label_list = read_labels(labels)
+    proto = clean_model(load_onnx(source), input_shapes, source=source)
+    inputs, outputs = describe_io(proto)
+    image = image_input(inputs)
+    spec = build_spec(image, preprocess or {}, source) if image is not None else None
+    task = task or _guess_task(outputs, label_list)
+    if task == "classify" and label_list and isinstance(outputs[0].shape[-1], int) \
+            and outputs[0].shape[-1] != len(label_list):
+        raise UsageError(f"{len(label_list)} labels for {outputs[0].shape[-1]} classes", path=labels,
+                         fix="give one label per class, in class-index order")
+
+    with staged_dir(target_dir, force=force) as stage, tempfile.TemporaryDirectory(prefix="edgedl-") as tmp:
+        onnx.save_model(proto, str(stage / "model.onnx"))
+        variants = {"fp32": _variant(stage, "model.onnx", "fp32", "any", {})}
+        manifest = Manifest(
+            name=source.stem, source={"file": source.name, "sha256": sha256_file(source), "format": "onnx",
+                                      "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+                                                   default=0)},
+            inputs=inputs, outputs=outputs, variants=variants, task=task, labels=label_list, preprocess=spec,
+            preprocess_input=image.name if image else None,
+            edgedl_version=_version(), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        if int8 or fp16:
+            from edgedl.converters.quantize_flow import quantize_into
+
+            quantize_into(manifest, proto, stage, Path(tmp), int8=int8, fp16=fp16, calib_data=calib_data,
+                          calib_samples=calib_samples, calib_method=calib_method, min_cosine=min_cosine,
+                          min_top1=min_top1, holdout=holdout, seed=seed, target=target, image=image, show=show)
+        (stage / MANIFEST_NAME).write_text(manifest.dumps(), encoding="utf-8")
+    return Bundle.open(target_dir)
+
+
+def _version() -> str:
+    import edgedl
+
+    return edgedl.__version__
+
+

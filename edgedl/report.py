@@ -1,0 +1,93 @@
+"""Human-readable views of a manifest: the validation table and the bundle summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edgedl.manifest import Manifest
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def validation_table(manifest: Manifest) -> Table | None:
+    """Each variant against FP32: worst output's agreement, latency and speed-up."""
+    validation = manifest.validation
+    if not validation.get("variants"):
+        return None
+    table = Table(title=f"Validation against FP32 on {validation.get('samples')} held-out samples "
+                        f"(gate: cosine ≥ {validation['gate']['min_cosine']}, top-1 ≥ {validation['gate']['min_top1']})")
+    for column in ("variant", "scheme", "cosine", "max |err|", "mean |err|", "top-1", "CPU ms", "× FP32",
+                   "kept in float"):
+        table.add_column(column, justify="left" if column in ("variant", "scheme") else "right")
+    table.add_row("fp32", "-", "1", "0", "0", "1", _fmt(validation["latency_ms"]["fp32"], 3), "1.00", "-")
+    for key, entry in validation["variants"].items():
+        outputs = entry["outputs"].values()
+        worst = min(outputs, key=lambda o: o["cosine"])
+        top1 = [o["top1_agreement"] for o in outputs if "top1_agreement" in o]
+        kept = entry.get("excluded_nodes", entry.get("kept_fp32_nodes", []))
+        table.add_row(key, entry.get("scheme", "-"), _fmt(worst["cosine"]), _fmt(max(o["max_abs_error"] for o in outputs)),
+                      _fmt(max(o["mean_abs_error"] for o in outputs)), _fmt(min(top1)) if top1 else "-",
+                      _fmt(entry["latency_ms"], 3), f"{entry['speedup_vs_fp32']:.2f}", str(len(kept)))
+    return table
+
+
+def candidates_table(manifest: Manifest) -> Table | None:
+    """The INT8 schemes timed on this machine and why the winner won."""
+    candidates = manifest.validation.get("candidates")
+    if not candidates:
+        return None
+    table = Table(title="INT8 schemes timed on this machine (fastest passing one kept)")
+    for column in ("scheme", "CPU ms", "× FP32", "gate", "kept in float"):
+        table.add_column(column)
+    chosen = manifest.variants.get("int8")
+    for c in candidates:
+        mark = " ← chosen" if chosen and c["scheme"] == chosen.details.get("scheme") and \
+            c["excluded_nodes"] == manifest.validation["variants"]["int8"]["excluded_nodes"] else ""
+        table.add_row(c["scheme"] + mark, _fmt(c["latency_ms"], 3), f"{c['speedup_vs_fp32']:.2f}",
+                      "pass" if c["passed"] else f"fail: {c['reason']}", str(len(c["excluded_nodes"])))
+    return table
+
+
+def summary_table(manifest: Manifest, sizes: dict[str, int]) -> Table:
+    """What the bundle holds."""
+    table = Table(title=f"{manifest.name} (edgedl bundle, schema {manifest.schema_version})", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    src = manifest.source
+    table.add_row("source", f"{src.get('file')} ({src.get('format')}, sha256 {str(src.get('sha256'))[:12]}…)")
+    table.add_row("task", manifest.task + (f" ({len(manifest.labels)} labels)" if manifest.labels else ""))
+    for t in manifest.inputs:
+        table.add_row("input", f"{t.name} {t.dtype} {t.shape} {t.layout or ''}")
+    for t in manifest.outputs:
+        table.add_row("output", f"{t.name} {t.dtype} {t.shape}")
+    if manifest.preprocess is not None:
+        p = manifest.preprocess
+        table.add_row("preprocess", f"{p.resize} to {p.width}x{p.height}, {p.color}, x*{p.scale:.6g}, mean {list(p.mean)}, "
+                                    f"std {list(p.std)}, pad {p.pad_value}, {p.layout} {p.dtype}")
+    table.add_row("precisions", ", ".join(manifest.precisions))
+    for key, v in manifest.variants.items():
+        size = sizes.get(key)
+        table.add_row(f"variant {key}", f"{v.file} ({v.precision}, {v.target}"
+                      + (f", {size / 1e6:.2f} MB" if size is not None else "") + ")")
+    cal = manifest.calibration
+    if cal:
+        table.add_row("calibration", f"{cal.get('method')} on {cal.get('calibration_samples')} samples from "
+                      f"{cal.get('kind')} {cal.get('source', '')}, {cal.get('holdout_samples')} held out, seed {cal.get('seed')}")
+    return table
+
+
+def print_manifest(manifest: Manifest, sizes: dict[str, int], console: Console | None = None) -> None:
+    """Print the summary, the validation and the candidate tables."""
+    console = console or Console()
+    for table in (summary_table(manifest, sizes), validation_table(manifest), candidates_table(manifest)):
+        if table is not None:
+            console.print(table)

@@ -1,0 +1,47 @@
+"""Shared fixtures: small models are built (and trained) here, once per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--require-gpu", action="store_true", help="fail, rather than skip, gpu tests without CUDA")
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA device can be used from this process (through cuda-python, if installed)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        return False
+    err, count = runtime.cudaGetDeviceCount()
+    return int(err) == 0 and count > 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items or cuda_available():
+        return
+    if config.getoption("--require-gpu"):
+        raise pytest.UsageError("--require-gpu was given but no CUDA device is usable here")
+    for item in gpu_items:
+        item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
