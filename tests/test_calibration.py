@@ -1,0 +1,94 @@
+"""Calibration data: formats, seeded disjoint splits, and every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgedl.converters.calibration import load_calibration
+from edgedl.errors import CalibrationError
+from edgedl.manifest import TensorInfo
+from edgedl.preprocess import PreprocessSpec, preprocess
+
+INPUT = TensorInfo("images", "float32", ["batch", 3, 16, 16], "NCHW")
+SPEC = PreprocessSpec(width=16, height=16)
+
+
+def write_images(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(count):
+        path = folder / f"frame{i:03d}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_image_folder_uses_the_runtime_preprocessing_and_disjoint_seeded_split(tmp_path: Path) -> None:
+    paths = write_images(tmp_path / "imgs", 40)
+    data = load_calibration(tmp_path / "imgs", [INPUT], SPEC, "images", samples=100, holdout=8, seed=3)
+    assert len(data.holdout) == 8 and len(data.calibration) == 32
+    expected = {p.name: preprocess(SPEC, cv2.imread(str(p)))[0] for p in paths}
+    held = set(data.summary["holdout_files"])
+    for sample in data.calibration:  # each calibration sample is a non-held-out frame, preprocessed exactly
+        matches = [name for name, arr in expected.items() if np.array_equal(arr, sample["images"])]
+        assert len(matches) == 1 and matches[0] not in held
+    again = load_calibration(tmp_path / "imgs", [INPUT], SPEC, "images", samples=100, holdout=8, seed=3)
+    assert again.summary["holdout_files"] == data.summary["holdout_files"]
+    other = load_calibration(tmp_path / "imgs", [INPUT], SPEC, "images", samples=100, holdout=8, seed=4)
+    assert other.summary["holdout_files"] != data.summary["holdout_files"]
+
+
+def test_npy_and_npz_arrays(tmp_path: Path) -> None:
+    arrays = np.random.default_rng(0).standard_normal((20, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "a.npy", arrays)
+    np.savez(tmp_path / "a.npz", images=arrays)
+    for name in ("a.npy", "a.npz"):
+        data = load_calibration(tmp_path / name, [INPUT], None, None, samples=10, holdout=4, seed=0)
+        assert len(data.calibration) == 10 and len(data.holdout) == 4
+        assert data.calibration[0]["images"].shape == (1, 3, 16, 16)
+        calib = {a.tobytes() for s in data.calibration for a in s.values()}
+        assert not calib & {a.tobytes() for s in data.holdout for a in s.values()}
+
+
+def test_shipped_photos_are_the_default_for_image_models(caplog: pytest.LogCaptureFixture) -> None:
+    data = load_calibration(None, [INPUT], SPEC, "images", samples=20, holdout=4, seed=0)
+    assert data.summary["kind"] == "shipped-photos" and len(data.calibration) >= 20
+    assert "calibrate better" in caplog.text
+
+
+def _error(tmp_path: Path, source: Path | None, **kwargs: object) -> str:
+    args = {"inputs": [INPUT], "spec": SPEC, "image_input": "images", **kwargs}
+    with pytest.raises(CalibrationError) as info:
+        load_calibration(source, **args)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "\n" not in message and "fix:" in message
+    return message
+
+
+def test_bad_calibration_inputs(tmp_path: Path) -> None:
+    assert "no images" in _error(tmp_path, (tmp_path / "empty").mkdir() or tmp_path / "empty")
+    assert "not found" in _error(tmp_path, tmp_path / "missing")
+    bad = tmp_path / "bad"
+    write_images(bad, 3)
+    (bad / "frame001.png").write_bytes(b"\x89PNG truncated")
+    assert "frame001.png" in _error(tmp_path, bad)
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    cv2.imwrite(str(gray / "g.png"), np.zeros((8, 8), np.uint8))
+    assert "1 channel" in _error(tmp_path, gray)
+    rgba = tmp_path / "rgba"
+    rgba.mkdir()
+    cv2.imwrite(str(rgba / "a.png"), np.zeros((8, 8, 4), np.uint8))
+    assert "4 channel" in _error(tmp_path, rgba)
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 3, 8, 8), np.float32))
+    assert "expects" in _error(tmp_path, tmp_path / "wrong.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert "pickle" in _error(tmp_path, tmp_path / "obj.npy")
+    (tmp_path / "x.txt").write_text("1 2 3")
+    assert "unknown calibration data format" in _error(tmp_path, tmp_path / "x.txt")
+    assert "without an image input" in _error(tmp_path, None, spec=None, image_input=None)
