@@ -1,0 +1,74 @@
+"""`edgedl.convert` end to end on small models: variants, gate, repair, records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from tiny import tiny_classifier
+
+import edgedl
+from edgedl.converters.trt_cache import read_cache
+from edgedl.errors import AccuracyGateError
+from edgedl.runtimes.ort_session import cpu_session
+
+
+@pytest.fixture
+def arrays(tmp_path: Path) -> Path:
+    data = np.random.default_rng(0).uniform(0, 1, (60, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", data)
+    return tmp_path / "calib.npy"
+
+
+def test_int8_all_targets_writes_every_variant_and_record(tmp_path: Path, arrays: Path) -> None:
+    bundle = edgedl.convert(tiny_classifier(tmp_path / "m.onnx"), int8=True, fp16=True, target="all",
+                            calib_data=arrays, calib_samples=32, min_top1=0.8)
+    m = bundle.manifest
+    assert set(m.variants) == {"fp32", "int8", "int8-trt", "fp16"} and m.precisions == ["fp32", "fp16", "int8"]
+    assert m.calibration["calibration_samples"] == 32 and m.calibration["holdout_samples"] == 15
+    candidates = m.validation["candidates"]
+    assert {c["scheme"] for c in candidates} >= {"qdq-u8s8-all", "qdq-u8s8-conv-matmul", "qoperator-u8s8-all"}
+    chosen = m.variants["int8"].details["scheme"]
+    passing = [c for c in candidates if c["passed"]]
+    assert chosen == min(passing, key=lambda c: c["latency_ms"])["scheme"], "the fastest passing scheme wins"
+    for key in ("int8", "int8-trt", "fp16"):
+        entry = m.validation["variants"][key]
+        assert entry["outputs"]["logits"]["cosine"] >= 0.99 and entry["latency_ms"] > 0
+    # TensorRT variant: symmetric int8 (zero points 0) with Q/DQ, plus a cache naming the input tensor.
+    trt = onnx.load(str(bundle.file("int8-trt")))
+    zero_points = [i for i in trt.graph.initializer if "zero_point" in i.name]
+    assert zero_points and all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)
+    assert all(onnx.numpy_helper.to_array(z).dtype == np.int8 for z in zero_points)
+    header, scales = read_cache(bundle.path / "calibration.cache")
+    assert header.startswith("TRT-") and scales["images"] == pytest.approx(1.0 / 127, rel=0.05)
+    # FP16 keeps float32 at the edges.
+    fp16 = onnx.load(str(bundle.file("fp16")))
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in fp16.graph.initializer)
+
+
+def test_same_seed_same_split(tmp_path: Path, arrays: Path) -> None:
+    model = tiny_classifier(tmp_path / "m.onnx")
+    a = edgedl.convert(model, tmp_path / "a.edgedl", int8=True, calib_data=arrays, seed=5).manifest
+    b = edgedl.convert(model, tmp_path / "b.edgedl", int8=True, calib_data=arrays, seed=5).manifest
+    assert a.calibration == b.calibration
+    assert a.variants["int8"].details == b.variants["int8"].details
+
+
+def test_gate_failure_writes_nothing(tmp_path: Path, arrays: Path) -> None:
+    model = tiny_classifier(tmp_path / "m.onnx")
+    with pytest.raises(AccuracyGateError, match="accuracy gate"):
+        edgedl.convert(model, int8=True, calib_data=arrays, min_cosine=1.0000001)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npy", "m.onnx"]
+
+
+def test_fp32_bundle_runs_like_the_source(tmp_path: Path) -> None:
+    model = tiny_classifier(tmp_path / "m.onnx")
+    bundle = edgedl.convert(model)
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    ours = cpu_session(bundle.file("fp32")).run(None, {"images": x})[0]
+    theirs = cpu_session(model).run(None, {"images": x})[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert bundle.manifest.inputs[0].shape == ["batch", 3, 16, 16]
