@@ -109,7 +109,7 @@ def from_images(folder: Path, spec: PreprocessSpec, input_name: str, samples: in
 
 def _check_sample_shape(path: Path, info: TensorInfo, array: np.ndarray) -> None:
     want = info.shape
-    if array.ndim != len(want) or any(isinstance(w, int) and w > 0 and w != a for w, a in zip(want, array.shape)):
+    if array.ndim != len(want) or any(isinstance(w, int) and w > 0 and w != a for w, a in zip(want, array.shape, strict=True)):
         raise CalibrationError(f"samples for input {info.name!r} have shape {list(array.shape)}, "
                                f"the model expects {want}", path=path,
                                fix="save arrays as N x <input shape without batch> (or N x input shape)")

@@ -7,10 +7,11 @@ trying several schemes costs a quantization pass each, not a calibration each.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,23 @@ class _Reader:
         return len(self.samples)
 
 
+class _DropPreprocessHint(logging.Filter):
+    """ORT's quantizer advises running its shape pre-processing; clean_model already did the equivalent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider")
+
+
+@contextlib.contextmanager
+def _quiet_preprocess_hint() -> Iterator[None]:
+    hint = _DropPreprocessHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(hint)
+
+
 class Quantizer:
     """Quantizes one FP32 model under several schemes from one set of calibration samples."""
 
@@ -149,16 +167,17 @@ class Quantizer:
         else:  # older onnxruntime: it calibrates again itself
             self.reader.rewind()
             kwargs["calibration_data_reader"] = self.reader
-        q.quantize_static(
-            str(self.fp32_path), str(output),
-            quant_format=q.QuantFormat.QDQ if scheme.qdq else q.QuantFormat.QOperator,
-            op_types_to_quantize=list(scheme.op_types) if scheme.op_types else None,
-            per_channel=True,
-            activation_type=q.QuantType.QInt8 if scheme.activations_signed else q.QuantType.QUInt8,
-            weight_type=q.QuantType.QInt8,
-            nodes_to_exclude=list(exclude or []),
-            calibrate_method=self._method(),
-            extra_options=extra,
-            **kwargs,
-        )
+        with _quiet_preprocess_hint():
+            q.quantize_static(
+                str(self.fp32_path), str(output),
+                quant_format=q.QuantFormat.QDQ if scheme.qdq else q.QuantFormat.QOperator,
+                op_types_to_quantize=list(scheme.op_types) if scheme.op_types else None,
+                per_channel=True,
+                activation_type=q.QuantType.QInt8 if scheme.activations_signed else q.QuantType.QUInt8,
+                weight_type=q.QuantType.QInt8,
+                nodes_to_exclude=list(exclude or []),
+                calibrate_method=self._method(),
+                extra_options=extra,
+                **kwargs,
+            )
         return output

@@ -97,8 +97,8 @@ def rank_damage(model: onnx.ModelProto, ranges: Any, samples: list[Sample], sign
              if n not in initializers and (n in producers or n in consumers)]
     session = cpu_session(_with_all_outputs(model, [n for n in names if n not in graph_inputs]))
     fetch = [o.name for o in session.get_outputs()]
-    runs = [dict(zip(fetch, session.run(fetch, s))) for s in samples]
-    for sample, run in zip(samples, runs):
+    runs = [dict(zip(fetch, session.run(fetch, s), strict=True)) for s in samples]
+    for sample, run in zip(samples, runs, strict=True):
         run.update(sample)
 
     found: list[Damage] = []
@@ -108,7 +108,7 @@ def rank_damage(model: onnx.ModelProto, ranges: Any, samples: list[Sample], sign
         if not values or values[0].dtype.kind != "f":
             continue
         damage = float(np.mean([channel_damage(v, _fake_quant(v, lo, hi, signed), 1) for v in values]))
-        nodes = tuple(sorted({producers[name]} if name in producers else set()) | set(consumers.get(name, [])))
+        nodes = tuple(sorted(({producers[name]} if name in producers else set()) | set(consumers.get(name, []))))
         if nodes:
             found.append(Damage(name, damage, nodes))
     for node in model.graph.node:

@@ -22,7 +22,7 @@ class Gate:
 def run_all(session: Any, samples: list[Sample]) -> list[dict[str, np.ndarray]]:
     """Run every sample through a session; outputs by name, as float64 for fair comparison."""
     names = [o.name for o in session.get_outputs()]
-    return [dict(zip(names, (np.asarray(o, dtype=np.float64) for o in session.run(names, s)))) for s in samples]
+    return [dict(zip(names, (np.asarray(o, dtype=np.float64) for o in session.run(names, s)), strict=True)) for s in samples]
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -42,8 +42,8 @@ def agreement(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, 
     for name in reference[0]:
         refs = [r[name] for r in reference]
         cands = [c[name] for c in candidate]
-        cosines = [_cosine(r, c) for r, c in zip(refs, cands)]
-        diffs = np.concatenate([np.abs(r - c).ravel() for r, c in zip(refs, cands)])
+        cosines = [_cosine(r, c) for r, c in zip(refs, cands, strict=True)]
+        diffs = np.concatenate([np.abs(r - c).ravel() for r, c in zip(refs, cands, strict=True)])
         finite = bool(all(np.isfinite(c).all() for c in cands))
         entry = {
             "cosine": float(np.mean(cosines)),
@@ -54,7 +54,7 @@ def agreement(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, 
         if not finite:
             entry["cosine"] = entry["min_cosine"] = 0.0
         if classify and refs[0].ndim == 2:
-            same = [np.array_equal(r.argmax(-1), c.argmax(-1)) for r, c in zip(refs, cands)]
+            same = [np.array_equal(r.argmax(-1), c.argmax(-1)) for r, c in zip(refs, cands, strict=True)]
             entry["top1_agreement"] = float(np.mean(same))
         report[name] = entry
     return report

@@ -32,9 +32,8 @@ def invoke(args: list[str]) -> tuple[int, str, str]:
 def external(tmp_path: Path, location: str) -> Path:
     model = onnx.load(str(tiny_classifier(tmp_path / "base.onnx")))
     tensor = next(t for t in model.graph.initializer if t.name == "w1")
-    tensor.ClearField("raw_data")
-    tensor.ClearField("float_data")
     set_external_data(tensor, location=location)
+    tensor.ClearField("raw_data")
     tensor.data_location = onnx.TensorProto.EXTERNAL
     path = tmp_path / "ext" / "model.onnx"
     path.parent.mkdir(exist_ok=True)
