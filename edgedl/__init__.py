@@ -17,10 +17,10 @@ __all__ = ["Bundle", "EdgeDLError", "PreprocessSpec", "__version__", "convert"]
 
 if TYPE_CHECKING:
     from edgedl.bundle import Bundle
-    from edgedl.convert import convert
+    from edgedl.conversion import convert
     from edgedl.preprocess import PreprocessSpec
 
-_LAZY = {"Bundle": "edgedl.bundle", "convert": "edgedl.convert", "PreprocessSpec": "edgedl.preprocess"}
+_LAZY = {"Bundle": "edgedl.bundle", "convert": "edgedl.conversion", "PreprocessSpec": "edgedl.preprocess"}
 
 
 def __getattr__(name: str) -> Any:

@@ -42,3 +42,9 @@ def test_subpackages_import_under_edgedl_namespace() -> None:
 def test_console_script_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "edgedl.cli.main", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "edgedl" in result.stdout
+
+
+def test_public_functions_stay_callable_after_their_modules_load() -> None:
+    # A submodule named like a public function would replace it on the package once imported.
+    out = _run("import edgedl, edgedl.conversion, edgedl.cli.main; print(callable(edgedl.convert))")
+    assert out.strip() == "True"

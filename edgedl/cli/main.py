@@ -119,7 +119,7 @@ def convert(model: Path, input_shapes: tuple[str, ...], mean: str | None, std: s
             color: str | None, resize: str | None, pad_value: int | None, preset: str | None, verbose: bool,
             **options: Any) -> None:
     """Convert an ONNX model into a calibrated, validated bundle."""
-    from edgedl.convert import convert as run_convert
+    from edgedl.conversion import convert as run_convert
 
     shapes = dict(parse_shape(s) for s in input_shapes)
     preprocess = {"preset": preset, "mean": parse_triple(mean, "--mean"), "std": parse_triple(std, "--std"),
