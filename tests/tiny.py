@@ -34,3 +34,32 @@ def tiny_classifier(path: Path, batch: str | int = "batch", size: int = 16, clas
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def fragile(path: Path, size: int = 16) -> Path:
+    """A model plain INT8 wrecks: ``conv1`` emits one channel ~1000x larger than the other seven.
+
+    Per-tensor activation quantization of ``conv1``'s output spends the whole int8 range on the
+    loud channel and rounds the seven quiet ones (the only ones ``mix`` reads) to zero. Keeping
+    the nodes around that one tensor in float repairs it.
+    """
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3
+    w1[0] *= 1000.0
+    w2 = rng.standard_normal((4, 8, 1, 1)).astype(np.float32)
+    w2[:, 0] = 0.0  # the loud channel does not reach the output
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")]
+    nodes = [
+        helper.make_node("Conv", ["images", "w1"], ["loud"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["loud", "w2"], ["mixed"], name="mix"),
+        helper.make_node("Relu", ["mixed"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["features"], name="flatten"),
+    ]
+    graph = helper.make_graph(
+        nodes, "fragile", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
