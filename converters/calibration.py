@@ -92,7 +92,7 @@ def from_images(folder: Path, spec: PreprocessSpec, input_name: str, samples: in
 
     def load(indices: np.ndarray, count: int) -> list[Sample]:
         images = [_read_image(files[i]) for i in indices]
-        if count <= len(images):
+        if count <= len(images) or not images:
             return [{input_name: preprocess(spec, im)[0]} for im in images]
         # Few photographs: vary them by seeded crops so the calibrator sees more than a handful of views.
         return [{input_name: preprocess(spec, _augment(images[k % len(images)], rng))[0]} for k in range(count)]

@@ -25,4 +25,26 @@ def to_fp16(model: onnx.ModelProto, keep_fp32: list[str]) -> onnx.ModelProto:
     """An FP16 copy of ``model`` with float32 inputs/outputs and ``keep_fp32`` nodes left in float32."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_fp32 or None)
+    half = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_fp32 or None)
+    _topological_order(half.graph)
+    return half
+
+
+def _topological_order(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so each comes after its inputs' producers (the converter appends its Casts at the end,
+    which ONNX Runtime tolerates but the ONNX checker and TensorRT's parser expect in order)."""
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        waiting = []
+        for node in pending:
+            (ordered if all(name in ready for name in node.input) else waiting).append(node)
+            if ordered and ordered[-1] is node:
+                ready.update(node.output)
+        if len(waiting) == len(pending):  # a cycle or an input from an outer scope: keep the rest as it was
+            ordered.extend(waiting)
+            break
+        pending = waiting
+    del graph.node[:]
+    graph.node.extend(ordered)

@@ -31,8 +31,12 @@ def image_input(inputs: list[TensorInfo]) -> TensorInfo | None:
     return None
 
 
-def build_spec(info: TensorInfo, options: dict[str, Any], source: Path) -> PreprocessSpec:
-    """The preprocessing spec for ``info`` from a preset and per-option overrides."""
+def build_spec(info: TensorInfo, options: dict[str, Any], source: Path,
+               fallback_size: tuple[int, int] | None = None) -> PreprocessSpec:
+    """The preprocessing spec for ``info`` from a preset and per-option overrides.
+
+    ``fallback_size`` (height, width) sizes frames for an input whose height and width are dynamic.
+    """
     options = dict(options)
     preset = options.pop("preset", None)
     values: dict[str, Any] = {}
@@ -42,6 +46,8 @@ def build_spec(info: TensorInfo, options: dict[str, Any], source: Path) -> Prepr
         values.update(PRESETS[preset])
     values.update({k: v for k, v in options.items() if v is not None})
     h, w = (info.shape[2], info.shape[3]) if info.layout == "NCHW" else (info.shape[1], info.shape[2])
+    if fallback_size is not None and not (isinstance(h, int) and isinstance(w, int)):
+        h, w = fallback_size
     if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
         shape = "x".join(["1", "3", "640", "640"] if info.layout == "NCHW" else ["1", "640", "640", "3"])
         raise UsageError(f"input {info.name!r} has dynamic height/width {info.shape}", path=source,
@@ -79,7 +85,7 @@ def _variant(stage: Path, file: str, precision: str, target: str, details: dict[
 
 
 def convert(
-    model: str | Path,
+    model: Any,
     output: str | Path | None = None,
     *,
     int8: bool = False,
@@ -96,6 +102,14 @@ def convert(
     min_top1: float = 0.9,
     holdout: int = 16,
     seed: int = 0,
+    example_inputs: Any = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_batch: bool = False,
+    dynamic_hw: bool = False,
+    layout: str | None = None,
+    tolerance: float | None = None,
+    exporter: str = "auto",
     force: bool = False,
     show: bool = False,
 ) -> Bundle:
@@ -108,6 +122,13 @@ def convert(
     ``target="tensorrt"`` or ``"all"`` also writes the TensorRT Q/DQ variant and a
     TensorRT calibration cache. ``fp16`` adds a half-precision variant. Nothing is
     written unless every step succeeds; an existing output is kept unless ``force``.
+
+    ``model`` may also be a PyTorch or Keras model: a ``torch.nn.Module`` (with ``example_inputs``),
+    a ``keras.Model``, or a ``.pt2``/``.ts``/``.pt``/``.keras``/``.h5`` file or SavedModel folder. It is
+    exported to ONNX (opset 17; ``input_names``/``output_names``, ``dynamic_batch``, ``dynamic_hw``,
+    ``exporter``), ``layout="NCHW"``/``"NHWC"`` transposes 4-D inputs in the graph, and the source model
+    and ONNX Runtime are run on the same inputs: an output off by more than ``tolerance`` (relative,
+    default 1e-3) fails the conversion; the errors go into ``manifest.validation["source"]``.
     """
     from edgedl.converters.onnx_clean import clean_model, describe_io
     from edgedl.converters.onnx_load import load_onnx
@@ -118,26 +139,52 @@ def convert(
         raise UsageError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
     if calib_samples < 1:
         raise UsageError("--calib-samples must be at least 1")
-    source = Path(model)
+    from edgedl.converters.source_model import export_source, is_framework_model
+
+    exported = None
+    if is_framework_model(model):
+        exported = export_source(model, example_inputs=example_inputs, input_names=input_names,
+                                 output_names=output_names, input_shapes=input_shapes, dynamic_batch=dynamic_batch,
+                                 dynamic_hw=dynamic_hw, layout=layout, exporter=exporter)
+        source = exported.path
+    elif layout is not None or example_inputs is not None or dynamic_batch or dynamic_hw:
+        raise UsageError("layout, example inputs and dynamic dims apply to PyTorch and Keras models", path=model,
+                         fix="for an ONNX file, fix shapes with --input-shape")
+    else:
+        source = Path(model)
     target_dir = Path(output) if output is not None else source.with_name(source.stem + BUNDLE_SUFFIX)
     label_list = read_labels(labels)
-    proto = clean_model(load_onnx(source), input_shapes, source=source)
+    if exported is not None:  # shapes were applied at export, in the source model's own layout
+        proto = clean_model(exported.proto, None, source=source)
+    else:
+        proto = clean_model(load_onnx(source), input_shapes, source=source)
     inputs, outputs = describe_io(proto)
+    if exported is not None:  # the framework knows each input's layout; describe_io only guesses
+        for info in inputs:
+            info.layout = exported.layouts.get(info.name, info.layout)
     image = image_input(inputs)
-    spec = build_spec(image, preprocess or {}, source) if image is not None else None
+    size = exported.image_size(image.name) if exported is not None and image is not None else None
+    spec = build_spec(image, preprocess or {}, source, size) if image is not None else None
     task = task or _guess_task(outputs, label_list)
     if task == "classify" and label_list and isinstance(outputs[0].shape[-1], int) \
             and outputs[0].shape[-1] != len(label_list):
         raise UsageError(f"{len(label_list)} labels for {outputs[0].shape[-1]} classes", path=labels,
                          fix="give one label per class, in class-index order")
+    source_report = None
+    if exported is not None:
+        from edgedl.converters.source_check import verify_export
 
+        source_report = verify_export(exported, proto, outputs, spec, image.name if image else None, calib_data,
+                                      tolerance, seed)
+
+    source_info = exported.info if exported is not None else {
+        "file": source.name, "sha256": sha256_file(source), "format": "onnx"}
     with staged_dir(target_dir, force=force) as stage, tempfile.TemporaryDirectory(prefix="edgedl-") as tmp:
         onnx.save_model(proto, str(stage / "model.onnx"))
         variants = {"fp32": _variant(stage, "model.onnx", "fp32", "any", {})}
         manifest = Manifest(
-            name=source.stem, source={"file": source.name, "sha256": sha256_file(source), "format": "onnx",
-                                      "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-                                                   default=0)},
+            name=source.stem, source={**source_info, "opset": max(
+                (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)},
             inputs=inputs, outputs=outputs, variants=variants, task=task, labels=label_list, preprocess=spec,
             preprocess_input=image.name if image else None,
             edgedl_version=_version(), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -148,6 +195,8 @@ def convert(
             quantize_into(manifest, proto, stage, Path(tmp), int8=int8, fp16=fp16, calib_data=calib_data,
                           calib_samples=calib_samples, calib_method=calib_method, min_cosine=min_cosine,
                           min_top1=min_top1, holdout=holdout, seed=seed, target=target, image=image, show=show)
+        if source_report is not None:
+            manifest.validation["source"] = source_report
         (stage / MANIFEST_NAME).write_text(manifest.dumps(), encoding="utf-8")
     return Bundle.open(target_dir)
 

@@ -73,3 +73,9 @@ class MissingDependencyError(EdgeDLError):
     """An optional dependency needed for this request is not installed."""
 
     exit_code = 9
+
+
+class DeviceError(EdgeDLError):
+    """The GPU, its driver or an accelerator library failed while loading or running a model."""
+
+    exit_code = 10

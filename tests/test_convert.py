@@ -48,6 +48,7 @@ def test_int8_all_targets_writes_every_variant_and_record(tmp_path: Path, arrays
     fp16 = onnx.load(str(bundle.file("fp16")))
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in fp16.graph.initializer)
+    onnx.checker.check_model(fp16)  # nodes in topological order, as TensorRT's parser expects
 
 
 def test_same_seed_same_split(tmp_path: Path, arrays: Path) -> None:

@@ -4,7 +4,7 @@ Builds (and trains) the test suite's CNN classifier and YOLO-style detector,
 converts each with calibration images, and prints, from one interleaved timing
 run per model, the INT8/FP32 speed ratio and the agreement with FP32 on held-out
 frames. Where OpenVINO is installed, the same FP32 and INT8 files also run on it
-in the same timing run.
+in the same timing run (its INT8 is the bundle's symmetric Q/DQ variant).
 
     python tools/bench_int8.py [--rounds 200]
 """
@@ -58,7 +58,7 @@ def bench(kind: str, builder, preset: dict, workdir: Path, rounds: int) -> None:
     for i, frame in enumerate(models.sample_frames(kind, 96, seed=1)):
         cv2.imwrite(str(calib / f"{i:03d}.png"), frame)
     bundle = convert(onnx_path, workdir / f"{kind}.edgedl", int8=True, calib_data=calib, calib_samples=64,
-                     holdout=16, **preset)
+                     holdout=16, target="all", **preset)
     m = bundle.manifest
     spec = m.preprocess
     frames = models.sample_frames(kind, 32, seed=99)  # fresh frames, unseen by calibration
@@ -66,7 +66,8 @@ def bench(kind: str, builder, preset: dict, workdir: Path, rounds: int) -> None:
     sessions = {"fp32": cpu_session(bundle.file("fp32")), "int8": cpu_session(bundle.file("int8"))}
     if _openvino_available():
         sessions["openvino-fp32"] = _OpenVINO(bundle.file("fp32"))
-        sessions["openvino-int8"] = _OpenVINO(bundle.file("int8"))
+        # OpenVINO reads Q/DQ graphs (not ORT's QOperator ops): give it the symmetric Q/DQ variant.
+        sessions["openvino-int8"] = _OpenVINO(bundle.file("int8-trt"))
     reference = run_all(sessions["fp32"], samples)
     report = agreement(reference, run_all(sessions["int8"], samples), m.task == "classify")
     times = latencies_ms(sessions, samples[0], rounds=rounds, warmup=10)

@@ -81,7 +81,9 @@ def main() -> None:
 
     \b
       edgedl convert model.onnx --int8     calibrated, validated INT8 bundle
-      edgedl info model.edgedl             what a bundle holds
+      edgedl info model.edgedl             what a bundle holds, cached engines included
+      edgedl build model.edgedl            build and cache the TensorRT engine on this device
+      edgedl compare model.edgedl          per-output agreement across backends/precisions
     """
 
 
@@ -111,6 +113,14 @@ def main() -> None:
 @click.option("--min-cosine", type=float, default=0.99, show_default=True, help="Accuracy gate: cosine vs FP32.")
 @click.option("--min-top1", type=float, default=0.9, show_default=True, help="Accuracy gate: top-1 agreement.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the choice of samples.")
+@click.option("--layout", type=click.Choice(["nchw", "nhwc"], case_sensitive=False),
+              help="PyTorch/Keras: image input layout of the bundle (a Transpose is put in the graph if it differs).")
+@click.option("--dynamic-batch", is_flag=True, help="PyTorch/Keras: keep the batch dimension dynamic.")
+@click.option("--dynamic-hw", is_flag=True, help="PyTorch/Keras: keep image height and width dynamic.")
+@click.option("--tolerance", type=float, help="PyTorch/Keras: max relative error of ONNX vs the source model "
+              "[default: 1e-3].")
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
+              help="PyTorch/Keras: ONNX exporter (auto: dynamo, TorchScript where torch.export cannot capture).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Bundle folder (default: MODEL.edgedl).")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @verbose_option
@@ -118,7 +128,11 @@ def main() -> None:
 def convert(model: Path, input_shapes: tuple[str, ...], mean: str | None, std: str | None, scale: float | None,
             color: str | None, resize: str | None, pad_value: int | None, preset: str | None, verbose: bool,
             **options: Any) -> None:
-    """Convert an ONNX model into a calibrated, validated bundle."""
+    """Convert a model into a calibrated, validated bundle.
+
+    MODEL is an ONNX file, a PyTorch torch.export program (.pt2) or TorchScript archive (.ts, .pt),
+    a Keras file (.keras, .h5) or a TensorFlow SavedModel folder.
+    """
     from edgedl.conversion import convert as run_convert
 
     shapes = dict(parse_shape(s) for s in input_shapes)
@@ -126,6 +140,11 @@ def convert(model: Path, input_shapes: tuple[str, ...], mean: str | None, std: s
                   "scale": scale, "color": color, "resize": resize, "pad_value": pad_value}
     bundle = run_convert(model, input_shapes=shapes or None, preprocess=preprocess, show=True, **options)
     _print_bundle(bundle)
+    check = bundle.manifest.validation.get("source")
+    if check:
+        count = sum(check["samples"].values())
+        click.echo(f"ONNX matches the {check['framework']} model: max relative error {check['max_rel_error']:.2g} "
+                   f"(tolerance {check['tolerance']:g}) on {count} inputs")
     click.echo(f"wrote {bundle.path}")
 
 
@@ -143,6 +162,7 @@ def info(bundle: Path, as_json: bool, verbose: bool) -> None:
         click.echo(opened.manifest.dumps(), nl=False)
     else:
         _print_bundle(opened)
+        _print_engines(opened.path / "engines")
 
 
 def _print_bundle(bundle: Any) -> None:
@@ -150,6 +170,104 @@ def _print_bundle(bundle: Any) -> None:
 
     sizes = {k: (bundle.path / v.file).stat().st_size for k, v in bundle.manifest.variants.items()}
     print_manifest(bundle.manifest, sizes)
+
+
+def _print_engines(folder: Path) -> None:
+    """Cached TensorRT engines, one line each, with the key they were built under."""
+    from edgedl.runtimes.engine_cache import EngineCache
+
+    entries = EngineCache(folder).entries() if folder.is_dir() else []
+    if not entries:
+        click.echo("cached engines: none (run edgedl build on the device to build one)")
+        return
+    click.echo(f"cached engines in {folder}:")
+    for entry in entries:
+        key = entry.get("key", {})
+        shapes = "; ".join(f"{n} {'/'.join('x'.join(map(str, s)) for s in v)}" for n, v in key.get("shapes", {}).items())
+        dla = "" if key.get("dla_core") is None else f", DLA core {key['dla_core']}"
+        click.echo(f"  {entry.get('key_id')} [{entry.get('status')}]: {key.get('precision', '?')} from "
+                   f"{key.get('variant', '?')}, TensorRT {key.get('tensorrt', '?')}, CUDA {key.get('cuda', '?')}, "
+                   f"{key.get('gpu', '?')} (sm {key.get('compute_capability', '?')}){dla}, shapes "
+                   f"{shapes or 'fixed'}, {entry.get('plan_bytes', 0) / 1e6:.2f} MB, model sha256 "
+                   f"{str(key.get('model_sha256', ''))[:12]}…, built {entry.get('created', '?')}")
+
+
+def _parse_profile(text: str) -> tuple[str, list[list[int]]]:
+    """``NAME=1x3x640x640`` or ``NAME=MIN:OPT:MAX`` (each DxDxD) → (NAME, shapes)."""
+    name, _, dims = text.rpartition("=")
+    parts = dims.split(":")
+    if len(parts) not in (1, 3):
+        raise UsageError(f"--shape {text!r} needs one shape or MIN:OPT:MAX", fix="write it like images=1x3x640x640")
+    return name, [parse_shape(f"{name}={part}")[1] for part in parts]
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True,
+              help="auto: INT8 if the bundle has it for TensorRT, else FP16 where fast, else FP32.")
+@click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=MIN[:OPT:MAX]",
+              help="Range of a dynamic input, e.g. images=1x3x640x640:4x3x640x640:8x3x640x640 (repeatable).")
+@click.option("--dla-core", type=int, help="Build for this DLA core (Jetson Xavier/Orin), GPU fallback on.")
+@click.option("--workspace", "workspace_mib", type=int, help="Builder workspace limit in MiB.")
+@click.option("--force", is_flag=True, help="Rebuild even when a matching engine is cached.")
+@verbose_option
+@handle_errors
+def build(bundle: Path, precision: str, device: int, shapes: tuple[str, ...], dla_core: int | None,
+          workspace_mib: int | None, force: bool, verbose: bool) -> None:
+    """Build the TensorRT engine for this device ahead of time and cache it in the bundle's engines/."""
+    from edgedl.model import load
+
+    profile = dict(_parse_profile(s) for s in shapes)
+    with load(bundle, backend="tensorrt", precision=precision, device=device, shapes=profile or None,
+              dla_core=dla_core, workspace_mib=workspace_mib, rebuild=force) as model:
+        details = model.describe()
+    state = "built" if details["built_now"] else "already cached"
+    click.echo(f"{state}: engine {details['engine']} ({model.precision} from {model.variant}, TensorRT "
+               f"{details['tensorrt']}, {details['gpu']}) at {details['plan']}")
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--backends", help="Comma-separated: auto, tensorrt, onnxruntime-gpu, openvino, onnxruntime [auto].")
+@click.option("--precisions", help="Comma-separated: auto, fp32, fp16, int8 [every precision the bundle has].")
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Folder of images, .npy or .npz [the photographs shipped with edgedl, or noise].")
+@click.option("--samples", type=int, default=8, show_default=True, help="Inputs to compare on.")
+@click.option("--min-cosine", type=float, default=0.99, show_default=True, help="Per-output cosine vs the reference.")
+@click.option("--min-top1", type=float, default=0.9, show_default=True, help="Top-1 agreement (classifiers).")
+@click.option("--atol", type=float, help="Elementwise absolute tolerance (off unless given).")
+@click.option("--rtol", type=float, help="Elementwise relative tolerance (off unless given).")
+@click.option("--rounds", type=int, default=20, show_default=True, help="Timed runs per backend, interleaved.")
+@click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
+@verbose_option
+@handle_errors
+def compare(bundle: Path, backends: str | None, precisions: str | None, data: Path | None, samples: int,
+            min_cosine: float, min_top1: float, atol: float | None, rtol: float | None, rounds: int, device: int,
+            verbose: bool) -> None:
+    """Run the same inputs through backends or precisions and report per-output agreement.
+
+    The first run is the reference; the exit code is non-zero when any run disagrees beyond the tolerances.
+    """
+    from rich.console import Console
+
+    from edgedl.compare import compare as run_compare
+    from edgedl.compare import report_table
+    from edgedl.errors import AccuracyGateError
+
+    result = run_compare(bundle, _split_list(backends), _split_list(precisions), data, samples, min_cosine, min_top1,
+                         atol, rtol, rounds, device=device)
+    click.echo(f"inputs: {result.data}")
+    # A pipe or log file has no width: give the table room rather than truncating run names.
+    Console(width=None if sys.stdout.isatty() else 160).print(report_table(result))
+    if not result.passed:
+        raise AccuracyGateError(f"{len(result.failures)} check(s) failed; first: {result.failures[0]}", path=bundle,
+                                fix="inspect the variant, or loosen --min-cosine/--min-top1/--atol/--rtol")
+    click.echo(f"all {len(result.runs) - 1} run(s) agree with {result.runs[0].label} within tolerance")
 
 
 if __name__ == "__main__":  # pragma: no cover

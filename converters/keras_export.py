@@ -1,0 +1,239 @@
+"""Keras models in: ``.keras`` and legacy ``.h5`` files, in-memory ``keras.Model``s, TensorFlow SavedModels.
+
+Keras 3 runs on the torch backend here, where a model *is* a ``torch.nn.Module``: it exports through
+the same PyTorch exporter as everything else, with no TensorFlow. Files load with
+``safe_mode=True`` only. Before Keras reads a file, its config is searched for Lambda layers and
+serialized Python lambdas (code that only unsafe loading would run) so the refusal names the layer.
+
+A TensorFlow SavedModel folder needs TensorFlow and tf2onnx, which edgedl does not install: without
+them the error says so; with them the serving signature is converted by tf2onnx, after checking
+that the graph has no file or Python-callback ops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgedl.converters.onnx_load import LFS_POINTER_PREFIX, first_line
+from edgedl.errors import InputFileError, MissingDependencyError, UnsafeFileError, UsageError
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_UNSAFE_CLASSES = {"Lambda": "a Lambda layer", "TFOpLambda": "a TensorFlow-op Lambda layer",
+                   "SlicingOpLambda": "a TensorFlow slicing Lambda layer", "__lambda__": "a serialized Python lambda"}
+_LAMBDA_FIX = ("replace it with built-in layers (Rescaling, Activation, Reshape, ...) or a custom layer class registered "
+               "with @keras.saving.register_keras_serializable, and save the model again")
+#: TensorFlow ops that touch files or call back into Python: a SavedModel using them is refused.
+_TF_UNSAFE_OPS = {"ReadFile", "WriteFile", "MatchingFiles", "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2",
+                  "RestoreSlice", "PyFunc", "PyFuncStateless", "EagerPyFunc", "ImmutableConst", "PrintV2",
+                  "ShardedFilename", "MergeV2Checkpoints", "DeleteFile", "RecursivelyCreateDir", "WriteScalarSummary"}
+
+
+def import_keras() -> Any:
+    """``keras`` on the torch backend (set through ``KERAS_BACKEND`` unless the user set it)."""
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError:
+        raise MissingDependencyError("converting a Keras model needs keras 3", fix='pip install "edgedl[keras]"') from None
+    version = getattr(keras, "__version__", "0")
+    if not version.startswith("3."):
+        raise MissingDependencyError(f"keras {version} is not Keras 3", fix='pip install "edgedl[keras]"')
+    backend = keras.backend.backend()
+    if backend != "torch":
+        raise UsageError(f"keras is running on the {backend} backend; edgedl exports Keras models through the "
+                         "torch backend", fix="set KERAS_BACKEND=torch before Python imports keras (or run the edgedl CLI)")
+    return keras
+
+
+@dataclass
+class KerasModule:
+    """A Keras model wrapped as a ``torch.nn.Module`` taking its inputs positionally."""
+
+    module: Any
+    input_names: list[str]
+    output_names: list[str]
+    input_shapes: list[tuple[int | None, ...]]
+    input_dtypes: list[str]
+    layout: str  # of 4-D inputs: "NHWC" (channels_last, Keras' default) or "NCHW"
+
+
+def load_keras_file(path: Path) -> Any:
+    """A ``keras.Model`` from a ``.keras`` or ``.h5`` file, loaded with ``safe_mode=True``."""
+    _check_file(path)
+    config = _read_config(path)
+    _refuse_unsafe_layers(config, path)
+    keras = import_keras()
+    try:
+        model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
+    except Exception as exc:
+        raise _load_error(exc, path) from None
+    if not isinstance(model, keras.Model):
+        raise InputFileError(f"holds a {type(model).__name__}, not a keras.Model", path=path, fix="save a Model")
+    return model
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputFileError("no such file", path=path, fix="check the path")
+    if path.is_dir():
+        raise InputFileError("is a folder, not a Keras file", path=path,
+                             fix="pass the .keras file (a SavedModel folder has saved_model.pb in it)")
+    with open(path, "rb") as fh:
+        head = fh.read(len(LFS_POINTER_PREFIX))
+    if not head:
+        raise InputFileError("is empty", path=path, fix="save the model again")
+    if head == LFS_POINTER_PREFIX:
+        raise InputFileError("is a Git LFS pointer, not the model", path=path, fix="run `git lfs pull` to fetch it")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise InputFileError("is not a .keras archive (not a zip file)", path=path,
+                             fix="save the model with model.save('model.keras')")
+    if path.suffix.lower() in (".h5", ".hdf5") and not head.startswith(HDF5_MAGIC):
+        raise InputFileError("is not an HDF5 file", path=path, fix="save the model with model.save('model.h5')")
+
+
+def _read_config(path: Path) -> Any:
+    """The model's architecture JSON, read without Keras: ``config.json`` or the HDF5 ``model_config`` attribute."""
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        import h5py
+
+        with h5py.File(path, "r") as store:
+            text = store.attrs.get("model_config")
+        if text is None:
+            raise InputFileError("holds weights only (no model_config), not a model", path=path,
+                                 fix="save the whole model with model.save(), not save_weights()")
+        return json.loads(text.decode() if isinstance(text, bytes) else text)
+    except InputFileError:
+        raise
+    except KeyError:
+        raise InputFileError("is a zip archive without config.json, not a Keras model", path=path,
+                             fix="save the model with model.save('model.keras')") from None
+    except Exception as exc:  # zip/HDF5/JSON corruption
+        raise InputFileError(f"cannot be read as a Keras model ({first_line(exc)})", path=path,
+                             fix="save the model again") from None
+
+
+def _refuse_unsafe_layers(config: Any, path: Path) -> None:
+    stack: list[tuple[Any, str | None]] = [(config, None)]
+    while stack:
+        item, layer = stack.pop()
+        if isinstance(item, dict):
+            inner = item.get("config")
+            name = inner.get("name") if isinstance(inner, dict) and isinstance(inner.get("name"), str) else layer
+            kind = _UNSAFE_CLASSES.get(str(item.get("class_name")))
+            if kind is not None:
+                raise UnsafeFileError(f"layer {name or '?'!r} is {kind}: its Python code would run on loading, and "
+                                      "edgedl loads Keras models with safe_mode=True only", path=path, fix=_LAMBDA_FIX)
+            stack.extend((child, name) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, layer) for child in item)
+
+
+def _load_error(exc: BaseException, path: Path) -> InputFileError:
+    text = first_line(exc)
+    if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
+        return UnsafeFileError(f"needs unsafe deserialization to load ({text})", path=path, fix=_LAMBDA_FIX)
+    if "Could not locate" in str(exc) or "Unknown layer" in str(exc):
+        return InputFileError(f"uses a custom class this Python cannot import ({text})", path=path,
+                              fix="import the module that registers it and call edgedl.convert(model) in Python")
+    return InputFileError(f"cannot be loaded by Keras ({text})", path=path, fix="save the model again with Keras 3")
+
+
+def as_torch_module(model: Any) -> KerasModule:
+    """Wrap a ``keras.Model`` (torch backend) as an inference-mode ``torch.nn.Module``."""
+    import torch
+
+    keras = import_keras()
+    try:
+        inputs = list(model.inputs)
+    except (AttributeError, ValueError):
+        inputs = []
+    if not inputs:
+        raise UsageError("the Keras model has no defined inputs",
+                         fix="build it with keras.Input(shape=...) (or call it once on data) before converting")
+
+    class KerasForward(torch.nn.Module):
+        """Calls the model with training=False and returns its outputs as a tuple."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: Any) -> Any:
+            result = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
+            if isinstance(result, dict):
+                return tuple(result.values())
+            return tuple(result) if isinstance(result, (list, tuple)) else result
+
+    names = [str(getattr(t, "name", f"input_{i}")).split(":")[0] for i, t in enumerate(inputs)]
+    outputs = list(getattr(model, "output_names", None) or [])
+    layout = "NHWC" if keras.config.image_data_format() == "channels_last" else "NCHW"
+    return KerasModule(KerasForward().eval(), names, [str(o) for o in outputs],
+                       [tuple(t.shape) for t in inputs], [str(t.dtype) for t in inputs], layout)
+
+
+def is_saved_model(path: Path) -> bool:
+    """Whether ``path`` is a TensorFlow SavedModel folder."""
+    return path.is_dir() and (path / "saved_model.pb").is_file()
+
+
+@dataclass
+class SavedModelExport:
+    """A SavedModel's serving signature converted by tf2onnx, and a way to run the original."""
+
+    proto: Any
+    run: Any  # dict of input arrays -> list of output arrays, in the ONNX outputs' order
+    input_names: list[str]
+    versions: dict[str, str]
+
+
+def export_saved_model(path: Path, opset: int) -> SavedModelExport:
+    """Convert a SavedModel's ``serving_default`` signature with tf2onnx (needs tensorflow and tf2onnx)."""
+    try:
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as exc:
+        raise MissingDependencyError(f"a TensorFlow SavedModel needs {exc.name or 'tensorflow'} to read", path=path,
+                                     fix="pip install tensorflow tf2onnx, or save the model from Keras 3 as "
+                                         "model.keras and convert that (no TensorFlow needed)") from None
+    try:
+        loaded = tf.saved_model.load(str(path))
+        function = loaded.signatures["serving_default"]
+    except Exception as exc:
+        raise InputFileError(f"cannot be loaded as a SavedModel ({first_line(exc)})", path=path,
+                             fix="export it again with model.export(path) or tf.saved_model.save") from None
+    unsafe = sorted({n.op for n in function.graph.as_graph_def().node} & _TF_UNSAFE_OPS)
+    if unsafe:
+        raise UnsafeFileError(f"the serving graph uses {', '.join(unsafe)} (file access or Python callbacks)",
+                              path=path, fix="export a SavedModel whose serving function only computes")
+    specs = function.structured_input_signature[1]
+    names = sorted(specs)
+    signature = [tf.TensorSpec(specs[n].shape, specs[n].dtype, name=n) for n in names]
+
+    @tf.function(input_signature=signature)
+    def serve(*args: Any) -> Any:
+        return function(**dict(zip(names, args, strict=True)))
+
+    try:
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
+    except Exception as exc:
+        raise InputFileError(f"tf2onnx cannot convert it ({first_line(exc)})", path=path,
+                             fix="check tf2onnx's supported ops; a Keras 3 .keras file converts without TensorFlow") from None
+    order = [o.name for o in proto.graph.output]
+
+    def run(feed: dict[str, Any]) -> list[Any]:
+        result = function(**{n: tf.constant(feed[n]) for n in names})
+        by_name = {k: v.numpy() for k, v in result.items()}
+        return [by_name[k] for k in sorted(by_name)] if set(order) != set(by_name) else [by_name[k] for k in order]
+
+    return SavedModelExport(proto, run, names, {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__})

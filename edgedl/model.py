@@ -1,0 +1,131 @@
+"""``edgedl.load``: a bundle or an ONNX file in, the fastest engine this machine has out.
+
+    model = edgedl.load("model.edgedl")          # TensorRT on a Jetson, OpenVINO or ONNX Runtime on a CPU
+    outputs = model(frame_tensor)                # {"logits": array}
+    with edgedl.load("model.edgedl", backend="tensorrt") as model:
+        ...                                      # GPU memory is released when the block ends
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedl.errors import UsageError
+from edgedl.runtimes.base import Backend, InputCheck, LoadOptions, TensorSpec
+from edgedl.runtimes.source import ModelSource
+
+
+class Model:
+    """A loaded model. Call it with numpy arrays (or, on a GPU backend, CUDA device arrays); get outputs by name."""
+
+    def __init__(self, backend: Backend, source: ModelSource, skipped: list[tuple[str, str]] | None = None) -> None:
+        self._backend = backend
+        self.source = source
+        self.skipped = list(skipped or [])
+        self._check = InputCheck(backend.inputs, backend.name, device_inputs=hasattr(backend, "infer_device"))
+        self._closed = False
+
+    @property
+    def backend(self) -> str:
+        """The runtime in use: ``tensorrt``, ``onnxruntime-gpu``, ``openvino`` or ``onnxruntime``."""
+        return self._backend.name
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, ``fp16`` or ``int8``."""
+        return self._backend.precision
+
+    @property
+    def variant(self) -> str:
+        """The bundle variant loaded (``fp32``, ``int8``, ``int8-trt``, ``fp16``)."""
+        return self._backend.variant
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """Input names, dtypes and shapes (a dynamic dim is its name, or ``?``)."""
+        return self._backend.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        """Output names, dtypes and shapes."""
+        return self._backend.outputs
+
+    @property
+    def path(self) -> Path:
+        """The bundle folder or ONNX file."""
+        return self.source.path
+
+    @property
+    def last_device_ms(self) -> float | None:
+        """GPU time of the last call (copies included), from CUDA events; None on CPU backends."""
+        return getattr(self._backend, "last_device_ms", None)
+
+    def describe(self) -> dict[str, Any]:
+        """What was loaded and where: backend, precision, variant, device details, backends skipped."""
+        return {"backend": self.backend, "precision": self.precision, "variant": self.variant, "path": str(self.path),
+                **self._backend.describe(), "skipped": dict(self.skipped)}
+
+    def __call__(self, inputs: Any = None, /, **named: Any) -> dict[str, np.ndarray]:
+        """Run the model: a dict by input name, one array (one-input models), a list in input order, or keywords."""
+        if self._closed:
+            raise UsageError("the model was closed", fix="load it again")
+        return self._backend.infer(self._check(self._check.normalize(inputs, named)))
+
+    def infer(self, inputs: Any = None, /, *, device_outputs: bool = False, **named: Any) -> dict[str, Any]:
+        """Like calling the model; ``device_outputs=True`` (GPU backends) leaves outputs on the GPU as
+        ``__cuda_array_interface__`` views that stay valid until the next call."""
+        if not device_outputs:
+            return self(inputs, **named)
+        if self._closed:
+            raise UsageError("the model was closed", fix="load it again")
+        run: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(self._backend, "infer_device", None)
+        if run is None:
+            raise UsageError(f"backend {self.backend} runs on the CPU; it has no device outputs",
+                             fix="call without device_outputs, or load on a GPU backend")
+        return run(self._check(self._check.normalize(inputs, named)))
+
+    def close(self) -> None:
+        """Release the runtime's memory now (GPU buffers, engine, stream). Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.precision} ({self.variant})"
+        return f"Model({str(self.path)!r}, backend={self.backend!r}, {state})"
+
+
+def load(path: str | Path, backend: str = "auto", precision: str = "auto", device: int = 0, *,
+         shapes: Mapping[str, Any] | None = None, build: bool = True, rebuild: bool = False,
+         dla_core: int | None = None, workspace_mib: int | None = None, progress: Any = None,
+         verify: bool = True) -> Model:
+    """Load a bundle (``NAME.edgedl``) or an ONNX file on the fastest backend available, or the one named.
+
+    ``backend``: ``auto`` (TensorRT, ONNX Runtime on the GPU, OpenVINO on x86, ONNX Runtime on the CPU; one
+    log line per backend skipped and why), or one of those names. ``precision``: ``auto`` (the best variant the
+    bundle has for that backend), ``fp32``, ``fp16`` or ``int8``. ``device``: the CUDA device.
+
+    TensorRT only: ``shapes`` maps inputs to a shape or (min, opt, max) for dynamic dims; ``build=False``
+    refuses to build on a cache miss; ``rebuild`` ignores the cache; ``dla_core`` builds for a Jetson DLA;
+    ``workspace_mib`` caps builder memory; ``progress`` is a ``callable(str)`` for build progress (default:
+    lines on stderr; ``False``: log only).
+    """
+    from edgedl.runtimes.select import open_backend
+
+    if not isinstance(device, int) or device < 0:
+        raise UsageError(f"device must be a CUDA device index, got {device!r}", fix="pass device=0")
+    source = ModelSource.open(path, verify=verify)
+    options = LoadOptions(device=device, shapes=shapes, build=build, rebuild=rebuild, dla_core=dla_core,
+                          workspace_mib=workspace_mib, progress=progress)
+    opened, skipped = open_backend(source, backend, precision, options)
+    return Model(opened, source, skipped)

@@ -1,0 +1,88 @@
+"""ONNX Runtime on the CPU: the backend that runs everywhere."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from edgedl.errors import UsageError
+from edgedl.runtimes.base import LoadOptions, TensorSpec, np_dtype
+from edgedl.runtimes.source import ModelSource
+
+NAME = "onnxruntime"
+log = logging.getLogger("edgedl.runtimes")
+
+
+def probe() -> str | None:
+    """Why this backend cannot run here, or None. ONNX Runtime is a core dependency, so it always can."""
+    return None
+
+
+def choose_variant(source: ModelSource, precision: str) -> tuple[str, str]:
+    """(variant key, precision) for a requested precision on a CPU runtime.
+
+    ``auto`` takes the CPU INT8 variant unless ``convert`` measured it slower than
+    FP32 (small models often are); FP16 only when asked, since CPUs rarely gain from it.
+    """
+    if precision == "auto":
+        speedup = source.speedup("int8")
+        if source.has("int8") and (speedup is None or speedup >= 1.0):
+            return "int8", "int8"
+        if source.has("int8"):
+            log.info("%s: INT8 variant measured %.2fx FP32 speed when converted; using FP32", NAME, speedup)
+        return "fp32", "fp32"
+    return cpu_variant(source, precision), precision
+
+
+def cpu_variant(source: ModelSource, precision: str) -> str:
+    """The variant a CPU runtime uses for an explicit precision (the TensorRT Q/DQ variant runs here too)."""
+    if precision == "int8":
+        for key in ("int8", "int8-trt"):
+            if source.has(key):
+                return key
+        raise UsageError(f"{source.path.name} has no INT8 variant", path=source.path,
+                         fix="re-run edgedl convert --int8")
+    return source.file(precision).key
+
+
+def session_specs(items: list[Any]) -> list[TensorSpec]:
+    """TensorSpecs from ONNX Runtime's NodeArg list; unnamed dynamic dims become ``?``."""
+    return [TensorSpec(a.name, np_dtype(a.type), tuple(d if isinstance(d, int) else (d or "?") for d in a.shape))
+            for a in items]
+
+
+class OnnxRuntimeBackend:
+    """One InferenceSession; ``infer`` is a direct ``session.run`` with the output names fixed up front."""
+
+    def __init__(self, session: Any, name: str, variant: str, precision: str) -> None:
+        self._session = session
+        self.name = name
+        self.variant = variant
+        self.precision = precision
+        self.inputs = session_specs(session.get_inputs())
+        self.outputs = session_specs(session.get_outputs())
+        self._output_names = [o.name for o in self.outputs]
+
+    def infer(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run on host arrays."""
+        return dict(zip(self._output_names, self._session.run(self._output_names, feeds), strict=True))
+
+    def describe(self) -> dict[str, Any]:
+        """Providers and threads."""
+        options = self._session.get_session_options()
+        return {"providers": self._session.get_providers(), "intra_op_threads": options.intra_op_num_threads}
+
+    def close(self) -> None:
+        """Drop the session (ONNX Runtime frees its arena when the last reference goes)."""
+        self._session = None
+
+
+def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRuntimeBackend:  # noqa: A001
+    """Load the chosen variant on the CPU with the tuned session options."""
+    from edgedl.runtimes.ort_session import cpu_session
+
+    variant, precision = choose_variant(source, precision)
+    session = cpu_session(source.file(variant).path)
+    return OnnxRuntimeBackend(session, NAME, variant, precision)

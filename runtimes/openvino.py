@@ -1,0 +1,112 @@
+"""OpenVINO on x86 CPUs (``pip install edgedl[openvino]``).
+
+OpenVINO runs Q/DQ INT8 models with its own int8 kernels, often well ahead of
+ONNX Runtime on the same CPU; whether it wins for a given model is measured at
+load time (see ``cpu_choice``), not assumed.
+
+OpenVINO's CPU plugin computes in bfloat16 by default on CPUs that have it
+(AVX512-BF16, AMX). That silently changes results against what the bundle was
+validated with, so every variant is compiled with an f32 hint (an FP16 variant keeps
+its FP16 weights; its float math stays float32).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+from typing import Any
+
+import numpy as np
+
+from edgedl.errors import MissingDependencyError, UsageError
+from edgedl.runtimes.base import LoadOptions, TensorSpec
+from edgedl.runtimes.onnxruntime import cpu_variant
+from edgedl.runtimes.source import ModelSource
+
+NAME = "openvino"
+X86 = ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def probe() -> str | None:
+    """Why OpenVINO cannot run here, or None."""
+    if platform.machine().lower() not in X86:
+        return f"used on x86 CPUs only (this is {platform.machine()})"
+    if importlib.util.find_spec("openvino") is None:
+        return "the openvino module is not installed (pip install 'edgedl[openvino]')"
+    return None
+
+
+def _qdq(source: ModelSource, key: str) -> bool:
+    return source.has(key) and str(source.file(key).details.get("format", "QDQ")).upper() == "QDQ"
+
+
+def choose_variant(source: ModelSource, precision: str) -> tuple[str, str]:
+    """A Q/DQ INT8 variant when there is one (OpenVINO fuses Q/DQ into int8 kernels), else FP32."""
+    if precision == "auto" or precision == "int8":
+        for key in ("int8", "int8-trt"):
+            if _qdq(source, key):
+                return key, "int8"
+        if precision == "int8":
+            return cpu_variant(source, "int8"), "int8"
+        return "fp32", "fp32"
+    if precision == "fp16" and not source.has("fp16"):
+        raise UsageError(f"{source.path.name} has no fp16 variant", path=source.path, fix="re-run edgedl convert --fp16")
+    return source.file(precision).key, precision
+
+
+def _spec(port: Any, declared: dict[str, list[int | str]]) -> TensorSpec:
+    """A port's spec under the model's own tensor name (a port can carry several, e.g. after FP16 casts),
+    with dynamic dims named as the model names them."""
+    name = next((n for n in sorted(port.get_names()) if n in declared), port.get_any_name())
+    symbolic = declared.get(name, [])
+    dims = tuple(d.get_length() if d.is_static else (symbolic[axis] if axis < len(symbolic) else "?")
+                 for axis, d in enumerate(port.get_partial_shape()))
+    return TensorSpec(name, np.dtype(port.get_element_type().to_dtype()), dims)
+
+
+class OpenVinoBackend:
+    """One compiled model and one infer request, inputs shared (not copied) with OpenVINO."""
+
+    name = NAME
+
+    def __init__(self, compiled: Any, variant: str, precision: str, threads: int,
+                 declared: dict[str, list[int | str]]) -> None:
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self.variant = variant
+        self.precision = precision
+        self.inputs = [_spec(p, declared) for p in compiled.inputs]
+        self.outputs = [_spec(p, declared) for p in compiled.outputs]
+        self._output_names = [o.name for o in self.outputs]
+        self._threads = threads
+
+    def infer(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run synchronously; outputs are copies, safe to keep across calls."""
+        result = self._request.infer(feeds, share_inputs=True)
+        return dict(zip(self._output_names, result.to_tuple(), strict=True))
+
+    def describe(self) -> dict[str, Any]:
+        """Device, threads and the inference precision OpenVINO actually uses."""
+        return {"device": "CPU", "threads": self._threads,
+                "inference_precision": str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))}
+
+    def close(self) -> None:
+        """Drop the request and the compiled model."""
+        self._request = self._compiled = None
+
+
+def open(source: ModelSource, precision: str, options: LoadOptions) -> OpenVinoBackend:  # noqa: A001
+    """Compile the chosen variant for the CPU with a latency hint and one thread per physical core."""
+    reason = probe()
+    if reason:
+        raise MissingDependencyError(f"OpenVINO cannot run here: {reason}", fix="pip install 'edgedl[openvino]' on x86")
+    import openvino as ov
+
+    from edgedl.runtimes.ort_session import physical_cores
+
+    variant, precision = choose_variant(source, precision)
+    threads = physical_cores()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = ov.Core().compile_model(str(source.file(variant).path), "CPU", config)
+    declared = {t.name: t.shape for t in source.inputs + source.outputs}
+    return OpenVinoBackend(compiled, variant, precision, threads, declared)
