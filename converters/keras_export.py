@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedl.converters.onnx_load import LFS_POINTER_PREFIX, first_line
+from edgedl.converters.model_file import check_model_file
+from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, MissingDependencyError, UnsafeFileError, UsageError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -81,17 +82,7 @@ def load_keras_file(path: Path) -> Any:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputFileError("no such file", path=path, fix="check the path")
-    if path.is_dir():
-        raise InputFileError("is a folder, not a Keras file", path=path,
-                             fix="pass the .keras file (a SavedModel folder has saved_model.pb in it)")
-    with open(path, "rb") as fh:
-        head = fh.read(len(LFS_POINTER_PREFIX))
-    if not head:
-        raise InputFileError("is empty", path=path, fix="save the model again")
-    if head == LFS_POINTER_PREFIX:
-        raise InputFileError("is a Git LFS pointer, not the model", path=path, fix="run `git lfs pull` to fetch it")
+    head = check_model_file(path, "a Keras file", "pass the .keras file (a SavedModel folder has saved_model.pb in it)")
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
         raise InputFileError("is not a .keras archive (not a zip file)", path=path,
                              fix="save the model with model.save('model.keras')")

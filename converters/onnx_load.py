@@ -14,9 +14,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import onnx
 from onnx.external_data_helper import load_external_data_for_model
 
+from edgedl.converters.model_file import check_model_file
 from edgedl.errors import InputFileError, UnsafeFileError
 
-LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 # A serialized protobuf cannot exceed 2 GiB; bigger models can only be checked from their path.
 PROTOBUF_LIMIT = 2**31 - 1
 
@@ -29,7 +29,7 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     :class:`UnsafeFileError` for external data that points outside the model's folder.
     """
     path = Path(path)
-    _check_is_model_file(path)
+    check_model_file(path, "an ONNX file", "pass the .onnx file inside it")
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception as exc:  # DecodeError, RuntimeError, … depending on the protobuf backend
@@ -48,23 +48,6 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
                                  fix="re-export the model; its .data file does not match it") from None
     _check_model(model, path)
     return model
-
-
-def _check_is_model_file(path: Path) -> None:
-    if not path.exists():
-        raise InputFileError("no such file", path=path, fix="check the path")
-    if path.is_dir():
-        raise InputFileError("is a folder, not an ONNX file", path=path, fix="pass the .onnx file inside it")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(LFS_POINTER_PREFIX))
-    except OSError as exc:
-        raise InputFileError(f"cannot be read ({exc.strerror})", path=path, fix="check its permissions") from None
-    if not head:
-        raise InputFileError("is empty", path=path, fix="re-export or re-download the model")
-    if head == LFS_POINTER_PREFIX:
-        raise InputFileError("is a Git LFS pointer, not the model", path=path,
-                             fix="run `git lfs pull` in its repository to fetch the real file")
 
 
 def _check_external_data(model: onnx.ModelProto, path: Path, folder: Path) -> bool:

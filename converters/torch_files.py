@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedl.converters.onnx_load import LFS_POINTER_PREFIX, first_line
+from edgedl.converters.model_file import check_model_file
+from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, MissingDependencyError, UnsafeFileError
 
 TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts")
@@ -52,7 +53,7 @@ class TorchProgram:
 def load_torch_file(path: Path) -> TorchProgram:
     """Read a ``.pt2``, TorchScript or pickled file; refuse anything that would need unsafe loading."""
     torch = import_torch()
-    _check_file(path)
+    check_model_file(path, "a PyTorch file", "pass the model file itself")
     suffix = path.suffix.lower()
     kind = _sniff(path)
     if suffix == ".pt2" and kind != "torch.export" or suffix == ".ts" and kind != "torchscript":
@@ -66,19 +67,6 @@ def load_torch_file(path: Path) -> TorchProgram:
     if kind == "torchscript":
         return _load_torchscript(torch, path)
     raise _pickle_refusal(torch, path)
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputFileError("no such file", path=path, fix="check the path")
-    if path.is_dir():
-        raise InputFileError("is a folder, not a PyTorch file", path=path, fix="pass the model file itself")
-    with open(path, "rb") as fh:
-        head = fh.read(len(LFS_POINTER_PREFIX))
-    if not head:
-        raise InputFileError("is empty", path=path, fix="save the model again")
-    if head == LFS_POINTER_PREFIX:
-        raise InputFileError("is a Git LFS pointer, not the model", path=path, fix="run `git lfs pull` to fetch it")
 
 
 def _sniff(path: Path) -> str:

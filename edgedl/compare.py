@@ -59,21 +59,14 @@ class Comparison:
 
 
 def _samples(source: ModelSource, data: str | Path | None, count: int, seed: int) -> tuple[list[Sample], str]:
-    from edgedl.converters.calibration import from_arrays, from_images, image_files, shipped_photos_dir
+    from edgedl.converters.calibration import from_images, image_files, load_calibration, shipped_photos_dir
 
     m = source.manifest
     spec = m.preprocess if m else None
     image = m.preprocess_input if m else None
-    if data is not None:
-        path = Path(data)
-        if not path.exists():
-            raise UsageError("comparison data not found", path=path, fix="pass --data DIR|FILE.npy|FILE.npz")
-        if path.is_dir():
-            if spec is None or image is None:
-                raise UsageError("an image folder needs a bundle with a preprocessing spec", path=path,
-                                 fix="pass --data FILE.npz with one array per input")
-            return from_images(path, spec, image, count, 0, seed).calibration, f"{count} images from {path}"
-        return from_arrays(path, source.inputs, count, 0, seed).calibration, f"arrays from {path}"
+    if data is not None:  # the same readers (and bad-input errors) as calibration data
+        found = load_calibration(data, source.inputs, spec, image, samples=count, holdout=0, seed=seed)
+        return found.calibration, f"{len(found.calibration)} samples from {data}"
     photos = shipped_photos_dir()
     if spec is not None and image is not None and len(source.inputs) == 1 and photos.is_dir() and image_files(photos):
         samples = from_images(photos, spec, image, count, 0, seed, augment_to=count).calibration

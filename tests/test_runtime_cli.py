@@ -77,6 +77,6 @@ def test_compare_with_data_and_bad_backend(bundle: Path, template: Path) -> None
     if "openvino is not available" in err:
         pytest.skip("openvino not installed")
     assert code == 0, err
-    assert f"arrays from {calib}" in out
+    assert f"4 samples from {calib}" in out
     code, _, err = invoke(["compare", str(bundle), "--backends", "cuda"])
     assert code == 2 and "unknown backend 'cuda'" in err
