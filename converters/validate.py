@@ -35,9 +35,35 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+def feature_axis(shape: tuple[int, ...]) -> int | None:
+    """The axis holding an output's features (YOLO's 4 box + C score rows), or None when there is none to split.
+
+    Detector heads concatenate values of very different scales (box pixels and 0-1 scores) into one
+    tensor; a whole-tensor cosine is then dominated by the big ones and hides wrecked scores. The
+    feature axis is the smaller of axis 1 and the last axis, when each slice along it holds enough values
+    (>= 16) for a cosine to mean something.
+    """
+    if len(shape) < 3:
+        return None
+    axis = 1 if shape[1] <= shape[-1] else len(shape) - 1
+    per_slice = int(np.prod(shape)) // max(shape[axis], 1)
+    return axis if per_slice >= 16 and shape[axis] > 1 else None
+
+
+def _worst_feature_cosine(refs: list[np.ndarray], cands: list[np.ndarray], axis: int) -> tuple[float, int]:
+    """The lowest cosine over feature slices (pooled over samples), ignoring slices that are ~all zero."""
+    ref = np.concatenate([np.moveaxis(r, axis, 0).reshape(r.shape[axis], -1) for r in refs], axis=1)
+    cand = np.concatenate([np.moveaxis(c, axis, 0).reshape(c.shape[axis], -1) for c in cands], axis=1)
+    norms = np.linalg.norm(ref, axis=1)
+    live = np.flatnonzero(norms > 1e-6 * max(float(norms.max()), 1e-30))
+    cosines = [(_cosine(ref[i], cand[i]), int(i)) for i in live]
+    return min(cosines) if cosines else (1.0, 0)
+
+
 def agreement(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, np.ndarray]],
               classify: bool) -> dict[str, dict[str, float]]:
-    """Per-output cosine (mean and worst sample), max/mean absolute error and, for classifiers, top-1 agreement."""
+    """Per-output cosine (mean and worst sample), worst feature-slice cosine where the output has features,
+    max/mean absolute error and, for classifiers, top-1 agreement."""
     report: dict[str, dict[str, float]] = {}
     for name in reference[0]:
         refs = [r[name] for r in reference]
@@ -51,6 +77,11 @@ def agreement(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, 
             "max_abs_error": float(diffs.max()) if finite else float("inf"),
             "mean_abs_error": float(diffs.mean()) if finite else float("inf"),
         }
+        axis = feature_axis(refs[0].shape)
+        if axis is not None:
+            worst, index = _worst_feature_cosine(refs, cands, axis) if finite else (0.0, 0)
+            entry["feature_cosine"] = worst
+            entry["feature_index"] = index
         if not finite:
             entry["cosine"] = entry["min_cosine"] = 0.0
         if classify and refs[0].ndim == 2:
@@ -65,6 +96,9 @@ def passes(report: dict[str, dict[str, float]], gate: Gate) -> tuple[bool, str]:
     for name, entry in report.items():
         if entry["cosine"] < gate.min_cosine:
             return False, f"output {name}: cosine {entry['cosine']:.4f} < {gate.min_cosine}"
+        if entry.get("feature_cosine", 1.0) < gate.min_cosine:
+            return False, (f"output {name}: feature {entry['feature_index']} cosine {entry['feature_cosine']:.4f} "
+                           f"< {gate.min_cosine}")
         if entry.get("top1_agreement", 1.0) < gate.min_top1:
             return False, f"output {name}: top-1 agreement {entry['top1_agreement']:.3f} < {gate.min_top1}"
     return True, "passes"

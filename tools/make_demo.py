@@ -30,9 +30,10 @@ README = """# Demo model: shapes classifier
 
 `shapes_classifier.onnx` is a {params}-parameter CNN (four conv-bn-relu stages, global
 average pool, linear head; batch norm folded into the convs) that tells apart the four
-shapes in `labels.txt`: {labels}. It was trained for a few seconds on CPU on synthetic
-frames (a filled shape in a random colour, size, angle and place over a noisy, textured
-background) and reaches {accuracy:.1%} accuracy on {count} frames it never saw.
+shapes listed in `labels.txt` ({labels}).
+It was trained for a few seconds on CPU on synthetic frames (a filled shape in a random
+colour, size, angle and place over a noisy, textured background) and reaches
+{accuracy:.1%} accuracy on {count} frames it never saw.
 
 - input `images`: float32 `[batch, 3, 64, 64]`, RGB scaled to 0..1; frames are stretched to
   64x64 (edgedl's `raw01` preprocessing preset)
