@@ -98,3 +98,35 @@ def test_int8_that_breaks_a_model_is_repaired_by_keeping_the_damaged_layers_in_f
     ref = cpu_session(bundle.file("fp32")).run(None, {"images": x})[0].ravel()
     got = cpu_session(bundle.file("int8")).run(None, {"images": x})[0].ravel()
     assert float(ref @ got / (np.linalg.norm(ref) * np.linalg.norm(got))) > 0.99
+
+
+def test_yolo_style_detector_keeps_its_scores_in_int8(model_dir: Path, tmp_path: Path) -> None:
+    import cv2
+    import models
+
+    onnx_path = models.build_detector(model_dir)
+    calib = tmp_path / "frames"
+    calib.mkdir()
+    for i, frame in enumerate(models.sample_frames("detector", 48, seed=1)):
+        cv2.imwrite(str(calib / f"{i:03d}.png"), frame)
+    bundle = edgedl.convert(onnx_path, tmp_path / "det.edgedl", int8=True, calib_data=calib, calib_samples=32,
+                            preprocess={"preset": "yolo"}, task="detect")
+    out = bundle.manifest.validation["variants"]["int8"]["outputs"]["output0"]
+    # Box pixels and 0-1 scores share one tensor: each feature row must survive, not just the whole.
+    assert out["cosine"] >= 0.99 and out["feature_cosine"] >= 0.99
+    assert bundle.manifest.preprocess.resize == "letterbox" and bundle.manifest.task == "detect"
+
+
+def test_readme_main_job_converts_the_shipped_demo_on_shipped_photos(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgedl.cli.main import main
+
+    demo = Path(edgedl.__file__).parent / "data" / "demo"
+    result = CliRunner().invoke(main, ["convert", str(demo / "shapes_classifier.onnx"), "--int8", "--preset", "raw01",
+                                       "--labels", str(demo / "labels.txt"), "-o", str(tmp_path / "demo.edgedl")])
+    assert result.exit_code == 0, result.stderr
+    assert "calibrate better" in result.stderr  # no --calib-data: the shipped photographs, with a warning
+    m = edgedl.Bundle.open(tmp_path / "demo.edgedl").manifest
+    assert m.calibration["kind"] == "shipped-photos" and m.labels == ["circle", "square", "triangle", "cross"]
+    assert m.validation["variants"]["int8"]["outputs"]["logits"]["top1_agreement"] >= 0.9
