@@ -76,6 +76,8 @@ def bench(kind: str, builder, preset: dict, workdir: Path, rounds: int) -> None:
     print(f"\n{kind}: input {m.inputs[0].shape}, INT8 scheme chosen: {scheme} ({kept} node(s) kept in float)")
     for name, entry in report.items():
         top1 = f", top-1 agreement {entry['top1_agreement']:.3f}" if "top1_agreement" in entry else ""
+        if "feature_cosine" in entry:
+            top1 += f", worst feature row {entry['feature_cosine']:.5f}"
         print(f"  agreement on {len(samples)} unseen frames, output {name}: cosine {entry['cosine']:.5f} "
               f"(worst {entry['min_cosine']:.5f}){top1}")
     for key, ms in times.items():
