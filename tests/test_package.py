@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 
 HEAVY = ["torch", "keras", "tensorflow", "tensorrt", "openvino", "pycuda", "cuda"]
 
 
 def _run(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    # From a neutral folder: run from the checkout, `python -c` would import ./edgedl instead of the installed one.
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                              cwd=cwd).stdout
 
 
 def test_import_loads_no_heavy_module() -> None:
