@@ -17,11 +17,11 @@ import numpy as np
 from edgedl.errors import CalibrationError
 from edgedl.manifest import TensorInfo
 from edgedl.preprocess import PreprocessSpec, preprocess
+from edgedl.types import Sample
 
 log = logging.getLogger("edgedl.calibration")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-Sample = dict[str, np.ndarray]
 
 
 @dataclass

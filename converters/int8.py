@@ -22,9 +22,9 @@ from edgedl.converters.sensitivity import exclusion_steps, rank_damage
 from edgedl.converters.validate import Gate, agreement, latencies_ms, passes, run_all
 from edgedl.errors import AccuracyGateError
 from edgedl.runtimes.ort_session import cpu_session
+from edgedl.types import Sample
 
 log = logging.getLogger("edgedl.int8")
-Sample = dict[str, np.ndarray]
 
 
 @dataclass

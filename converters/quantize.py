@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgedl.errors import MissingDependencyError
+from edgedl.types import Sample
 
 log = logging.getLogger("edgedl.quantize")
-Sample = dict[str, np.ndarray]
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 # TensorRT fuses Q/DQ into these layers (and pools that sit between them); quantizing

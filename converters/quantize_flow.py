@@ -20,9 +20,9 @@ from edgedl.errors import AccuracyGateError
 from edgedl.fsutil import sha256_file
 from edgedl.manifest import Manifest, TensorInfo, Variant
 from edgedl.runtimes.ort_session import cpu_session
+from edgedl.types import Sample
 
 log = logging.getLogger("edgedl.convert")
-Sample = dict[str, np.ndarray]
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64, "int64": np.int64,
               "int32": np.int32, "uint8": np.uint8, "int8": np.int8, "bool": np.bool_}
 

@@ -19,8 +19,8 @@ import onnx
 from onnx import numpy_helper
 
 from edgedl.runtimes.ort_session import cpu_session
+from edgedl.types import Sample
 
-Sample = dict[str, np.ndarray]
 _WEIGHTED_OPS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}
 
 

@@ -19,9 +19,9 @@ import onnx
 from edgedl.errors import AccuracyGateError
 from edgedl.manifest import TensorInfo
 from edgedl.preprocess import PreprocessSpec, preprocess
+from edgedl.types import Sample
 
 DEFAULT_TOLERANCE = 1e-3
-Sample = dict[str, np.ndarray]
 
 
 def random_samples(example: Sample, spec: PreprocessSpec | None, image_name: str | None, count: int,

@@ -25,8 +25,8 @@ from edgedl.converters.input_layout import LAYOUTS, from_model_layout, set_input
 from edgedl.converters.keras_export import KERAS_SUFFIXES, is_saved_model
 from edgedl.converters.torch_files import TORCH_SUFFIXES
 from edgedl.errors import InputFileError, UsageError
+from edgedl.types import Sample
 
-Sample = dict[str, np.ndarray]
 _TRAINING_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-Sample = dict[str, np.ndarray]
+from edgedl.types import Sample
 
 
 @dataclass(frozen=True)

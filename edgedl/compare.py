@@ -20,9 +20,9 @@ import numpy as np
 from edgedl.errors import UsageError
 from edgedl.model import Model, load
 from edgedl.runtimes.source import ModelSource
+from edgedl.types import Sample
 
 log = logging.getLogger("edgedl.compare")
-Sample = dict[str, np.ndarray]
 
 
 @dataclass

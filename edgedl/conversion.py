@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from edgedl.bundle import BUNDLE_SUFFIX, Bundle
@@ -20,7 +19,6 @@ from edgedl.preprocess import PRESETS, PreprocessSpec
 
 log = logging.getLogger("edgedl.convert")
 TARGETS = ("cpu", "tensorrt", "all")
-Sample = dict[str, np.ndarray]
 
 
 def image_input(inputs: list[TensorInfo]) -> TensorInfo | None:
