@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedl.errors import MissingDependencyError, UsageError
+from edgedl.errors import DeviceError, MissingDependencyError, UsageError
 from edgedl.runtimes.base import LoadOptions, TensorSpec
 from edgedl.runtimes.onnxruntime import cpu_variant
 from edgedl.runtimes.source import ModelSource
@@ -47,7 +47,10 @@ def choose_variant(source: ModelSource, precision: str) -> tuple[str, str]:
             if _qdq(source, key):
                 return key, "int8"
         if precision == "int8":
-            return cpu_variant(source, "int8"), "int8"
+            cpu_variant(source, "int8")  # says so when the bundle has no INT8 at all
+            raise UsageError("OpenVINO runs Q/DQ INT8 models only, and this bundle's INT8 variant uses ONNX "
+                             "Runtime's QOperator ops", path=source.path,
+                             fix="re-run edgedl convert --int8 --target all (adds a Q/DQ variant), or use onnxruntime")
         return "fp32", "fp32"
     if precision == "fp16" and not source.has("fp16"):
         raise UsageError(f"{source.path.name} has no fp16 variant", path=source.path, fix="re-run edgedl convert --fp16")
@@ -107,6 +110,12 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OpenVinoB
     variant, precision = choose_variant(source, precision)
     threads = physical_cores()
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = ov.Core().compile_model(str(source.file(variant).path), "CPU", config)
+    path = source.file(variant).path
+    try:
+        compiled = ov.Core().compile_model(str(path), "CPU", config)
+    except RuntimeError as exc:  # OpenVINO reports unsupported ops and bad graphs as RuntimeError
+        first = next((line.strip() for line in str(exc).splitlines() if "--" in line), "see --verbose")
+        raise DeviceError(f"OpenVINO cannot compile variant {variant!r} ({first})", path=path,
+                          fix="use backend onnxruntime for this bundle") from exc
     declared = {t.name: t.shape for t in source.inputs + source.outputs}
     return OpenVinoBackend(compiled, variant, precision, threads, declared)

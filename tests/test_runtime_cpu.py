@@ -187,3 +187,16 @@ def test_onnxruntime_gpu_choices_and_provider_options(bundle: Path) -> None:
     assert name == gpu.TRT_EP and options["trt_int8_enable"] and options["trt_engine_cache_enable"]
     assert options["trt_engine_cache_path"] == str(bundle / "engines" / "ort-trt")
     assert [p if isinstance(p, str) else p[0] for p in providers[1:]] == [gpu.CUDA_EP, "CPUExecutionProvider"]
+
+
+def test_openvino_refuses_a_qoperator_int8_variant_clearly_and_auto_falls_back(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).uniform(0, 1, (40, 3, 16, 16)).astype(np.float32))
+    bundle = edgedl.convert(tiny_classifier(tmp_path / "m.onnx"), int8=True, calib_data=tmp_path / "c.npy")
+    manifest = json.loads((bundle.path / "edgedl.json").read_text())
+    manifest["variants"]["int8"]["details"]["format"] = "QOperator"  # as when QOperator wins the CPU timing
+    (bundle.path / "edgedl.json").write_text(json.dumps(manifest))
+    with pytest.raises(UsageError, match="Q/DQ INT8 models only"):
+        edgedl.load(bundle.path, backend="openvino", precision="int8")
+    with edgedl.load(bundle.path, precision="int8") as model:
+        assert model.backend == "onnxruntime"
