@@ -6,8 +6,8 @@ the same PyTorch exporter as everything else, with no TensorFlow. Files load wit
 serialized Python lambdas (code that only unsafe loading would run) so the refusal names the layer.
 
 A TensorFlow SavedModel folder needs TensorFlow and tf2onnx, which edgedl does not install: without
-them the error says so; with them the serving signature is converted by tf2onnx, after checking
-that the graph has no file or Python-callback ops.
+them the error says so; with them every op in ``saved_model.pb`` is checked for file access and Python
+callbacks before TensorFlow loads it, and the serving signature is converted by tf2onnx.
 """
 
 from __future__ import annotations
@@ -33,7 +33,12 @@ _LAMBDA_FIX = ("replace it with built-in layers (Rescaling, Activation, Reshape,
 #: TensorFlow ops that touch files or call back into Python: a SavedModel using them is refused.
 _TF_UNSAFE_OPS = {"ReadFile", "WriteFile", "MatchingFiles", "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2",
                   "RestoreSlice", "PyFunc", "PyFuncStateless", "EagerPyFunc", "ImmutableConst", "PrintV2",
-                  "ShardedFilename", "MergeV2Checkpoints", "DeleteFile", "RecursivelyCreateDir", "WriteScalarSummary"}
+                  "ShardedFilename", "MergeV2Checkpoints", "DeleteFile", "RecursivelyCreateDir", "WriteScalarSummary",
+                  "InitializeTableFromTextFile", "InitializeTableFromTextFileV2", "TextLineDataset",
+                  "FixedLengthRecordDataset", "TFRecordDataset"}
+#: Of those, what the SavedModel's own saver uses to save and to restore its variables: allowed there only.
+_TF_SAVE_OPS = {"Save", "SaveV2", "SaveSlices", "ShardedFilename", "MergeV2Checkpoints"}
+_TF_RESTORE_OPS = {"Restore", "RestoreV2", "RestoreSlice"}
 
 
 def import_keras() -> Any:
@@ -197,16 +202,19 @@ def export_saved_model(path: Path, opset: int) -> SavedModelExport:
         raise MissingDependencyError(f"a TensorFlow SavedModel needs {exc.name or 'tensorflow'} to read", path=path,
                                      fix="pip install tensorflow tf2onnx, or save the model from Keras 3 as "
                                          "model.keras and convert that (no TensorFlow needed)") from None
+    _refuse_unsafe_ops(_file_ops(path), path)  # before loading: loading runs the file's restore and init functions
     try:
         loaded = tf.saved_model.load(str(path))
-        function = loaded.signatures["serving_default"]
     except Exception as exc:
         raise InputFileError(f"cannot be loaded as a SavedModel ({first_line(exc)})", path=path,
                              fix="export it again with model.export(path) or tf.saved_model.save") from None
-    unsafe = sorted({n.op for n in function.graph.as_graph_def().node} & _TF_UNSAFE_OPS)
-    if unsafe:
-        raise UnsafeFileError(f"the serving graph uses {', '.join(unsafe)} (file access or Python callbacks)",
-                              path=path, fix="export a SavedModel whose serving function only computes")
+    function = getattr(loaded, "signatures", {}).get("serving_default")
+    if function is None:
+        raise InputFileError("has no serving_default signature", path=path,
+                             fix="save it with tf.saved_model.save(obj, path, signatures=obj.__call__) or model.export(path)")
+    graph = function.graph.as_graph_def()  # the ops are inside the called functions, in its library
+    _refuse_unsafe_ops({n.op for n in graph.node}.union(*({n.op for n in f.node_def} for f in graph.library.function)),
+                       path)
     specs = function.structured_input_signature[1]
     names = sorted(specs)
     signature = [tf.TensorSpec(specs[n].shape, specs[n].dtype, name=n) for n in names]
@@ -220,6 +228,10 @@ def export_saved_model(path: Path, opset: int) -> SavedModelExport:
     except Exception as exc:
         raise InputFileError(f"tf2onnx cannot convert it ({first_line(exc)})", path=path,
                              fix="check tf2onnx's supported ops; a Keras 3 .keras file converts without TensorFlow") from None
+    for value in [*proto.graph.input, *proto.graph.output]:  # tf2onnx names an unknown batch dim unk__N
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param.startswith("unk__"):
+            dims[0].dim_param = "batch"
     order = [o.name for o in proto.graph.output]
 
     def run(feed: dict[str, Any]) -> list[Any]:
@@ -228,3 +240,59 @@ def export_saved_model(path: Path, opset: int) -> SavedModelExport:
         return [by_name[k] for k in sorted(by_name)] if set(order) != set(by_name) else [by_name[k] for k in order]
 
     return SavedModelExport(proto, run, names, {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__})
+
+
+def _refuse_unsafe_ops(ops: set[str], path: Path) -> None:
+    unsafe = sorted(ops & _TF_UNSAFE_OPS)
+    if unsafe:
+        raise UnsafeFileError(f"the SavedModel uses {', '.join(unsafe)} (file access or Python callbacks)",
+                              path=path, fix="export a SavedModel whose functions only compute")
+
+
+def _file_ops(path: Path) -> set[str]:
+    """Every op in ``saved_model.pb`` (graphs and function libraries) but the saver's checkpoint reads and writes."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString((path / "saved_model.pb").read_bytes())
+    except Exception as exc:
+        raise InputFileError(f"saved_model.pb cannot be parsed ({first_line(exc)})", path=path,
+                             fix="export it again with model.export(path) or tf.saved_model.save") from None
+    ops: set[str] = set()
+    for meta in saved.meta_graphs:
+        graph, saver = meta.graph_def, meta.saver_def
+        nodes = {n.name: n for n in graph.node}
+        functions = {f.signature.name: f for f in graph.library.function}
+        allowed: dict[str, set[str]] = {}  # node or function name -> the checkpoint ops it may use
+        for tensor, kinds in ((saver.save_tensor_name, _TF_SAVE_OPS), (saver.restore_op_name, _TF_RESTORE_OPS)):
+            # The nodes that saver op is built from, then the functions those call.
+            pending = [tensor.split(":")[0]] if tensor else []
+            seen: set[str] = set()
+            while pending:
+                name = pending.pop()
+                if name in nodes and name not in seen:
+                    seen.add(name)
+                    pending.extend(i.lstrip("^").split(":")[0] for i in nodes[name].input)
+            calls = [f for name in seen for f in _called(nodes[name])]
+            while calls:
+                name = calls.pop()
+                if name in functions and name not in seen:
+                    seen.add(name)
+                    calls.extend(f for n in functions[name].node_def for f in _called(n))
+            for name in seen:
+                allowed.setdefault(name, set()).update(kinds)
+        ops.update(n.op for n in graph.node if n.op not in allowed.get(n.name, ()))
+        for name, function in functions.items():
+            ops.update(n.op for n in function.node_def if n.op not in allowed.get(name, ()))
+    return ops
+
+
+def _called(node: Any) -> list[str]:
+    """The functions a node calls (``f`` of a PartitionedCall, branches of an If, ...)."""
+    names = []
+    for value in node.attr.values():
+        if value.HasField("func"):
+            names.append(value.func.name)
+        names.extend(f.name for f in value.list.func)
+    return names
