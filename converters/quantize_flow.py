@@ -20,19 +20,9 @@ from edgedl.errors import AccuracyGateError
 from edgedl.fsutil import sha256_file
 from edgedl.manifest import Manifest, TensorInfo, Variant
 from edgedl.runtimes.ort_session import cpu_session
-from edgedl.types import Sample
+from edgedl.types import noise_samples
 
 log = logging.getLogger("edgedl.convert")
-_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64, "int64": np.int64,
-              "int32": np.int32, "uint8": np.uint8, "int8": np.int8, "bool": np.bool_}
-
-
-def _random_samples(inputs: list[TensorInfo], count: int, seed: int) -> list[Sample]:
-    """Stand-in validation inputs for FP16 checks when no data was given (never used to calibrate)."""
-    rng = np.random.default_rng(seed)
-    shape = lambda info: [d if isinstance(d, int) and d > 0 else 1 for d in info.shape]  # noqa: E731
-    return [{i.name: rng.standard_normal(shape(i)).astype(_NP_DTYPES.get(i.dtype, np.float32)) for i in inputs}
-            for _ in range(count)]
 
 
 def _ranges_amax(ranges: Any) -> dict[str, float]:
@@ -56,7 +46,7 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
         data = load_calibration(calib_data, manifest.inputs, manifest.preprocess, image.name if image else None,
                                 samples=calib_samples, holdout=holdout, seed=seed)
     else:
-        data = CalibrationSet([], _random_samples(manifest.inputs, 8, seed), {"kind": "random", "seed": seed})
+        data = CalibrationSet([], noise_samples(manifest.inputs, 8, seed), {"kind": "random", "seed": seed})
     if not data.holdout:
         data.holdout = data.calibration[:1]
         data.summary["warning"] = "too few samples to hold any out: validated on a calibration sample"

@@ -20,7 +20,7 @@ import numpy as np
 from edgedl.errors import UsageError
 from edgedl.model import Model, load
 from edgedl.runtimes.source import ModelSource
-from edgedl.types import Sample
+from edgedl.types import Sample, noise_samples
 
 log = logging.getLogger("edgedl.compare")
 
@@ -71,17 +71,7 @@ def _samples(source: ModelSource, data: str | Path | None, count: int, seed: int
     if spec is not None and image is not None and len(source.inputs) == 1 and photos.is_dir() and image_files(photos):
         samples = from_images(photos, spec, image, count, 0, seed, augment_to=count).calibration
         return samples, "photographs shipped with edgedl (pass --data for your own frames)"
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(count):
-        sample = {}
-        for info in source.inputs:
-            shape = [d if isinstance(d, int) and d > 0 else 1 for d in info.shape]
-            dtype = np.dtype(info.dtype)
-            sample[info.name] = (rng.uniform(0, 1, shape).astype(dtype) if dtype.kind == "f"
-                                 else np.zeros(shape, dtype))
-        samples.append(sample)
-    return samples, "seeded uniform noise (pass --data for real inputs)"
+    return noise_samples(source.inputs, count, seed), "seeded normal noise (pass --data for real inputs)"
 
 
 def _elementwise(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, np.ndarray]], name: str,

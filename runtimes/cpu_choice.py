@@ -24,6 +24,7 @@ from edgedl.fsutil import atomic_write_bytes
 from edgedl.runtimes.base import Backend
 from edgedl.runtimes.engine_cache import writable
 from edgedl.runtimes.source import ModelSource, user_cache_dir
+from edgedl.types import noise_samples
 
 log = logging.getLogger("edgedl.runtimes")
 MAX_ROUNDS, MIN_ROUNDS, BUDGET_S = 25, 4, 1.5
@@ -52,19 +53,6 @@ def _versions() -> dict[str, str]:
     except ImportError:
         pass
     return versions
-
-
-def sample_feeds(backend: Backend, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs of the model's shapes (dynamic dims as 1): normal noise for floats, zeros otherwise."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in backend.inputs:
-        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
-        if spec.dtype.kind == "f":
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        else:
-            feeds[spec.name] = np.zeros(shape, spec.dtype)
-    return feeds
 
 
 def time_backends(backends: list[Any], feeds: dict[str, np.ndarray], max_rounds: int = MAX_ROUNDS,
@@ -112,7 +100,7 @@ def faster(source: ModelSource, a: Backend, b: Backend) -> tuple[Backend, Backen
     except (OSError, ValueError):
         pass
     if record is None:
-        ms = time_backends([a, b], sample_feeds(b))
+        ms = time_backends([a, b], noise_samples(b.inputs, 1, 0)[0])
         record = {"key": key, "ms": {a.name: ms[0], b.name: ms[1]}}
         try:
             atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode())
