@@ -42,6 +42,22 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runtime tests' bundle (FP32, INT8 CPU and TensorRT Q/DQ, FP16, calibration cache), built once."""
+    from fake_tensorrt import tiny_bundle
+
+    return tiny_bundle(tmp_path_factory.mktemp("runtime-bundle"))
+
+
+@pytest.fixture
+def bundle(template: Path, tmp_path: Path) -> Path:
+    """A private copy of the template bundle that a test may alter."""
+    import shutil
+
+    return Path(shutil.copytree(template, tmp_path / "m.edgedl"))
+
+
 @pytest.fixture(autouse=True)
 def _quiet_threads() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fake_tensorrt import install, tiny_bundle
+from fake_tensorrt import install
 
 from edgedl.cli.main import main
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.mktemp("cli-bundle"))
-
-
-@pytest.fixture
-def bundle(template: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(template, tmp_path / "m.edgedl"))
 
 
 def invoke(args: list[str]) -> tuple[int, str, str]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_tensorrt import tiny_bundle
 from tiny import tiny_classifier
 
 import edgedl
@@ -17,16 +15,6 @@ from edgedl.errors import BundleError, InputFileError, MissingDependencyError, U
 from edgedl.runtimes.ort_session import cpu_session
 
 X = np.random.default_rng(3).uniform(0, 1, (2, 3, 16, 16)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.mktemp("cpu-bundle"))
-
-
-@pytest.fixture
-def bundle(template: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(template, tmp_path / "m.edgedl"))
 
 
 def reference(bundle: Path, variant: str = "model.onnx") -> np.ndarray:

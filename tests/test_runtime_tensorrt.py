@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_tensorrt import VERSIONS, FakeGpu, install, tiny_bundle
+from fake_tensorrt import VERSIONS, FakeGpu, install
 
 import edgedl
 from edgedl.errors import BundleError, DeviceError, InputFileError, UsageError
@@ -23,16 +23,6 @@ from edgedl.runtimes import trt_build
 from edgedl.runtimes.ort_session import cpu_session
 
 X = np.random.default_rng(5).uniform(0, 1, (2, 3, 16, 16)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.mktemp("trt-bundle"))
-
-
-@pytest.fixture
-def bundle(template: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(template, tmp_path / "m.edgedl"))
 
 
 def fp32(bundle: Path, x: np.ndarray = X) -> np.ndarray:
