@@ -136,15 +136,20 @@ class PreprocessSpec:
 _INTERPOLATIONS = {"linear": 1, "nearest": 0, "area": 3}  # cv2.INTER_* values
 
 
-def _check_frame(frame: np.ndarray) -> np.ndarray:
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """A BGR ``uint8`` ``H x W x 3`` frame (grey frames are expanded); a one-line UsageError for anything else."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
         raise UsageError("frames must be uint8 numpy arrays (as OpenCV decodes them)")
-    if frame.ndim == 2:
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[..., 0]
+    if frame.ndim == 2 and frame.size:
         import cv2
 
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise UsageError(f"frames must be H x W x 3 BGR images, got shape {frame.shape}")
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise UsageError(f"the frame is empty (shape {frame.shape})", fix="check the source: it delivered no pixels")
     return frame
 
 
@@ -152,13 +157,16 @@ def resize_frame(spec: PreprocessSpec, frame: np.ndarray) -> tuple[np.ndarray, G
     """Resize (and pad or crop) a BGR frame to the spec's size; return it with its geometry."""
     import cv2
 
-    frame = _check_frame(frame)
+    frame = check_frame(frame)
     h, w = frame.shape[:2]
     geo = spec.geometry(w, h)
     interp = _INTERPOLATIONS[spec.interpolation]
     if spec.resize == "stretch":
         return cv2.resize(frame, (spec.width, spec.height), interpolation=interp), geo
     new_w, new_h = spec.resized_size(geo)
+    if new_w < 1 or new_h < 1:
+        raise UsageError(f"a {w}x{h} frame letterboxes to {new_w}x{new_h} pixels in a {spec.width}x{spec.height} input",
+                         fix="check the source's frame size")
     resized = cv2.resize(frame, (new_w, new_h), interpolation=interp)
     if spec.resize == "letterbox":
         canvas = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
@@ -178,15 +186,19 @@ def preprocess(spec: PreprocessSpec, frame: np.ndarray) -> tuple[np.ndarray, Geo
     image, geo = resize_frame(spec, frame)
     if spec.color == "RGB":
         image = image[..., ::-1]
-    if spec.dtype == "uint8":
-        out = np.ascontiguousarray(image)
-    else:
-        a, b = spec.normalization()
-        out = image.astype(np.float32) * a + b
-        out = out.astype(spec.dtype, copy=False)
     if spec.layout == "NCHW":
-        out = out.transpose(2, 0, 1)
-    return np.ascontiguousarray(out[None]), geo
+        image = image.transpose(2, 0, 1)
+    # Reorder the uint8 pixels first (a quarter of the bytes of float32), then normalise in one
+    # contiguous pass: several times faster than converting the strided view, and the same values.
+    image = np.ascontiguousarray(image)
+    if spec.dtype != "uint8":
+        a, b = spec.normalization()
+        shape = (3, 1, 1) if spec.layout == "NCHW" else (1, 1, 3)
+        out = image.astype(np.float32)
+        out *= a.reshape(shape)
+        out += b.reshape(shape)
+        image = out.astype(spec.dtype, copy=False)
+    return image[None], geo
 
 
 def preprocess_batch(spec: PreprocessSpec, frames: list[np.ndarray]) -> np.ndarray:
