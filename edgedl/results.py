@@ -53,6 +53,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "reconnected",   # frames flow again after a disconnect
     "resized",       # the frame size changed mid-stream
     "gave-up",       # reconnection attempts are exhausted; the stream ends
+    "skipped",       # an item the source could not read was passed over (an unreadable image in a folder)
     "ended",         # end of a file, folder or finite synthetic stream
 )
 

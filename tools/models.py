@@ -4,6 +4,8 @@ Every model learns from synthetic scenes drawn with OpenCV (seeded, so the same 
 same pixels): filled circles, squares, triangles and crosses in random colours, sizes, angles
 and places over a noisy, textured background. Training on real-looking data matters: INT8
 calibration and validation only mean something when activations look like a trained network's.
+The drawing primitives live in edgedl/sources/scenes.py, shared with the ``synthetic://shapes``
+source, so the demo detector sees at run time the kind of frame it learned from.
 
     build_classifier(out_dir, seed=0) -> Path   CNN, images [batch,3,64,64] RGB 0..1 -> logits [batch,4]
     build_detector(out_dir, seed=0)   -> Path   YOLOv8-style, images [batch,3,256,256] -> output0 [batch,8,1344]
@@ -31,23 +33,21 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from edgedl.sources.scenes import CLASSES, DETECTION_FRAME, background, draw, finish, noise_bank, place
+
 if TYPE_CHECKING:
     import onnx
     import torch
 
-CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 OPSET = 17
 THREADS = 2  # training and export run on two cores; results are reproducible for a fixed thread count
 
 CLASSIFIER_FRAME = (96, 96)  # width, height of classifier camera frames
 CLASSIFIER_INPUT = 64
-DETECTOR_FRAME = (320, 240)
+DETECTOR_FRAME = DETECTION_FRAME
 DETECTOR_INPUT = 256
 DETECTOR_STRIDES = (8, 16, 32)
 LETTERBOX_PAD = 114
-MAX_TILT = 0.3  # radians a shape may be rotated by
-MIN_LUMA_CONTRAST = 100.0  # how much brighter or darker than its surroundings a shape is drawn
-_LUMA = np.array([0.114, 0.587, 0.299])  # BGR weights of Rec. 601 luma
 
 #: Nodes of the fragile model that must stay in float for INT8 to be accurate (see build_fragile).
 FRAGILE_CULPRITS: tuple[str, ...] = ("/down3/conv/Conv", "/conv3/conv/Conv")
@@ -56,79 +56,17 @@ FRAGILE_SCALE = 1000.0
 _KINDS = ("classifier", "detector", "fragile")
 
 
-# --------------------------------------------------------------------------- synthetic scenes
-
-
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A smooth colour field with finer mottling, like an out-of-focus real scene (float32 BGR)."""
-    field = np.empty((height, width, 3), np.float32)
-    field[:] = rng.uniform(50, 205, 3)
-    for cells, amplitude in ((int(rng.integers(2, 6)), 60.0), (int(rng.integers(8, 16)), 25.0)):
-        coarse = rng.uniform(-amplitude, amplitude, size=(cells, cells, 3)).astype(np.float32)
-        field += cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    return field
-
-
-def _shape_points(cls: int, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
-    """Polygon outline (float [k,2]) of a shape of radius ``r`` rotated by ``angle`` radians."""
-    if cls == 0:
-        t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-        pts = np.stack([np.cos(t), np.sin(t)], 1) * r
-    elif cls == 1:
-        s = 0.8 * r
-        pts = np.array([[-s, -s], [s, -s], [s, s], [-s, s]])
-    elif cls == 2:
-        t = angle + np.pi / 2 + np.arange(3) * 2 * np.pi / 3
-        return np.stack([cx + r * np.cos(t), cy - r * np.sin(t)], 1)
-    else:
-        a, b = 0.95 * r, 0.3 * r  # arm half-length, half-thickness
-        pts = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b],
-                        [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]])
-    c, s = math.cos(angle), math.sin(angle)
-    return pts @ np.array([[c, s], [-s, c]]) + (cx, cy)
-
-
-def _contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
-    """A random colour at least MIN_LUMA_CONTRAST brighter or darker than ``under`` (BGR).
-
-    Objects in real scenes differ from their surroundings in brightness, not only in hue; a
-    pure hue difference makes the task far harder than the few seconds of training allow.
-    """
-    colour = rng.uniform(0, 255, 3)
-    luma, background = float(colour @ _LUMA), float(under @ _LUMA)
-    if abs(luma - background) < MIN_LUMA_CONTRAST:  # blend towards white or black, away from the background
-        target, wanted = (255.0, background + MIN_LUMA_CONTRAST) if background < 128 else \
-            (0.0, background - MIN_LUMA_CONTRAST)
-        colour += (wanted - luma) / (target - luma) * (target - colour)
-    return colour
-
-
-def _draw(canvas: np.ndarray, rng: np.random.Generator, cls: int, cx: float, cy: float, r: float) -> np.ndarray:
-    """Draw one anti-aliased shape; returns its box ``[x1, y1, x2, y2]``."""
-    pts = _shape_points(cls, cx, cy, r, rng.uniform(-MAX_TILT, MAX_TILT))
-    y0, x0 = int(np.clip(cy, 0, canvas.shape[0] - 1)), int(np.clip(cx, 0, canvas.shape[1] - 1))
-    colour = _contrasting_colour(rng, canvas[y0, x0])
-    cv2.fillPoly(canvas, [np.round(pts * 16).astype(np.int32)], colour.tolist(), cv2.LINE_AA, shift=4)
-    return np.concatenate([pts.min(0), pts.max(0)])
-
-
-def _finish(rng: np.random.Generator, canvas: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Sensor noise (a random window of the shared ``noise`` bank) and slight blur, then uint8."""
-    h, w = canvas.shape[:2]
-    y, x = rng.integers(0, noise.shape[0] - h + 1), rng.integers(0, noise.shape[1] - w + 1)
-    canvas += noise[y : y + h, x : x + w] * rng.uniform(3, 12)
-    canvas = cv2.GaussianBlur(canvas, (3, 3), rng.uniform(0.3, 1.0))
-    return np.clip(canvas, 0, 255).astype(np.uint8)
+# --------------------------------------------------------------------------- scenes (drawn by edgedl/sources/scenes.py)
 
 
 def _shape_frame(rng: np.random.Generator, noise: np.ndarray) -> tuple[np.ndarray, int]:
     w, h = CLASSIFIER_FRAME
-    canvas = _background(rng, h, w)
+    canvas = background(rng, h, w)
     cls = int(rng.integers(len(CLASSES)))
     r = rng.uniform(0.2, 0.4) * min(w, h)
     cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
-    _draw(canvas, rng, cls, cx, cy, r)
-    return _finish(rng, canvas, noise), cls
+    draw(canvas, rng, cls, cx, cy, r)
+    return finish(rng, canvas, noise), cls
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -142,31 +80,26 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def _detection_frame(rng: np.random.Generator, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A frame with one to four shapes; labels ``[k, 5]``: class, x1, y1, x2, y2 in frame pixels."""
     w, h = DETECTOR_FRAME
-    canvas = _background(rng, h, w)
+    canvas = background(rng, h, w)
     boxes: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for _ in range(int(rng.integers(1, 5))):
-        for _attempt in range(20):  # place without overlap, or give up on this object
-            r = float(np.exp(rng.uniform(np.log(9), np.log(70))))  # log-uniform: as many small as large
-            cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
-            box = np.array([cx - r, cy - r, cx + r, cy + r])
-            if not boxes or _iou(box, np.array(boxes)).max() == 0:
-                break
-        else:
+        spot = place(rng, w, h, boxes)
+        if spot is None:  # no room left for this object
             continue
+        cx, cy, r = spot
         cls = int(rng.integers(len(CLASSES)))
-        boxes.append(box)
-        labels.append(np.concatenate([[cls], _draw(canvas, rng, cls, cx, cy, r)]))
-    return _finish(rng, canvas, noise), np.array(labels, np.float32).reshape(-1, 5)
+        boxes.append(np.array([cx - r, cy - r, cx + r, cy + r]))
+        labels.append(np.concatenate([[cls], draw(canvas, rng, cls, cx, cy, r)]))
+    return finish(rng, canvas, noise), np.array(labels, np.float32).reshape(-1, 5)
 
 
 def _frames(kind: str, n: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[Any]]:
     if kind not in _KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(_KINDS)}")
-    draw = _detection_frame if kind == "detector" else _shape_frame
-    # Drawing fresh Gaussian noise for every frame would cost more than the rest of the frame.
-    noise = rng.standard_normal((DETECTOR_FRAME[1] + 64, DETECTOR_FRAME[0] + 64, 3), dtype=np.float32)
-    pairs = [draw(rng, noise) for _ in range(n)]
+    frame = _detection_frame if kind == "detector" else _shape_frame
+    noise = noise_bank(rng, DETECTOR_FRAME[1], DETECTOR_FRAME[0])  # one bank serves both frame sizes
+    pairs = [frame(rng, noise) for _ in range(n)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
