@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,12 +18,17 @@ from edgedl.errors import UsageError
 from edgedl.runtimes.base import Backend, InputCheck, LoadOptions, TensorSpec
 from edgedl.runtimes.source import ModelSource
 
+if TYPE_CHECKING:
+    from edgedl.results import Result
+
 
 class Model:
     """A loaded model. Call it with numpy arrays (or, on a GPU backend, CUDA device arrays); get outputs by name."""
 
-    def __init__(self, backend: Backend, source: ModelSource, skipped: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, backend: Backend, source: ModelSource, skipped: list[tuple[str, str]] | None = None,
+                 device: int = 0) -> None:
         self._backend = backend
+        self.device = device
         self.source = source
         self.skipped = list(skipped or [])
         self._check = InputCheck(backend.inputs, backend.name, device_inputs=hasattr(backend, "infer_device"))
@@ -60,6 +65,11 @@ class Model:
         return self.source.path
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether the backend runs on a CUDA GPU and takes device arrays (GPU preprocessing feeds it directly)."""
+        return hasattr(self._backend, "infer_device")
+
+    @property
     def last_device_ms(self) -> float | None:
         """GPU time of the last call (copies included), from CUDA events; None on CPU backends."""
         return getattr(self._backend, "last_device_ms", None)
@@ -87,6 +97,20 @@ class Model:
             raise UsageError(f"backend {self.backend} runs on the CPU; it has no device outputs",
                              fix="call without device_outputs, or load on a GPU backend")
         return run(self._check(self._check.normalize(inputs, named)))
+
+    def stream(self, source: Any, sink: Any = None, **options: Any) -> Iterator[Result]:
+        """Run the model over a video source; yield one :class:`~edgedl.results.Result` per frame, in order.
+
+        ``source``: ``csi://0``, ``/dev/video0`` or ``0``, ``rtsp://…``, a video file, an image folder or glob,
+        ``gst://…`` or ``synthetic://shapes``. ``sink``: where annotated frames or results go as well
+        (``out.mp4``, ``frames/``, ``results.jsonl``, ``display``), or a list. Other options are those of
+        :class:`edgedl.Pipeline` (``conf``, ``iou``, ``top_k``, ``max_frames``, ``postprocess``, …).
+        Capture, preprocessing, inference and postprocessing run in background threads; leaving the loop
+        (``break``, an exception, Ctrl-C) stops them and closes the source and sinks.
+        """
+        from edgedl.pipeline import Pipeline
+
+        yield from Pipeline(self, source, sink, **options).results()
 
     def close(self) -> None:
         """Release the runtime's memory now (GPU buffers, engine, stream). Safe to call twice."""
@@ -128,4 +152,4 @@ def load(path: str | Path, backend: str = "auto", precision: str = "auto", devic
     options = LoadOptions(device=device, shapes=shapes, build=build, rebuild=rebuild, dla_core=dla_core,
                           workspace_mib=workspace_mib, progress=progress)
     opened, skipped = open_backend(source, backend, precision, options)
-    return Model(opened, source, skipped)
+    return Model(opened, source, skipped, device)

@@ -117,7 +117,7 @@ def test_yolo_style_detector_keeps_its_scores_in_int8(model_dir: Path, tmp_path:
     assert bundle.manifest.preprocess.resize == "letterbox" and bundle.manifest.task == "detect"
 
 
-def test_readme_main_job_converts_the_shipped_demo_on_shipped_photos(tmp_path: Path) -> None:
+def test_shipped_classifier_converts_to_int8_on_the_shipped_photos(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from edgedl.cli.main import main

@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-import logging
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from edgedl import __version__
-from edgedl.errors import EdgeDLError, UsageError
-
-
-def _fail(exc: BaseException, verbose: bool, code: int) -> None:
-    if verbose:
-        traceback.print_exception(exc, file=sys.stderr)
-    click.echo(f"edgedl: error: {exc}", err=True)
-    sys.exit(code)
-
-
-def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """One line and the error's exit code for user errors; a traceback only with --verbose."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        verbose = bool(kwargs.get("verbose"))
-        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                            format="edgedl: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
-        try:
-            return command(*args, **kwargs)
-        except EdgeDLError as exc:
-            _fail(exc, verbose, exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("edgedl: interrupted; nothing was written", err=True)
-            sys.exit(130)
-
-    return wrapper
+from edgedl.cli.common import handle_errors, verbose_option
+from edgedl.cli.doctor_command import doctor
+from edgedl.cli.stream_commands import demo, run
+from edgedl.errors import UsageError
 
 
 def parse_shape(text: str) -> tuple[str, list[int]]:
@@ -71,7 +44,6 @@ def parse_triple(text: str | None, option: str) -> tuple[float, float, float] | 
     return (values[0], values[1], values[2])
 
 
-verbose_option = click.option("--verbose", "-v", is_flag=True, help="Log each step; show tracebacks on errors.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -269,6 +241,10 @@ def compare(bundle: Path, backends: str | None, precisions: str | None, data: Pa
                                 fix="inspect the variant, or loosen --min-cosine/--min-top1/--atol/--rtol")
     click.echo(f"all {len(result.runs) - 1} run(s) agree with {result.runs[0].label} within tolerance")
 
+
+main.add_command(run)
+main.add_command(demo)
+main.add_command(doctor)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
