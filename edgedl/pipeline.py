@@ -307,6 +307,9 @@ class Pipeline:
         t0 = time.perf_counter()
         outputs = self.setup.infer(tensor)
         timings["infer"] = (time.perf_counter() - t0) * 1e3
+        device_ms = self.model.last_device_ms  # GPU backends: the engine's own time, from CUDA events
+        if device_ms is not None:
+            timings["device"] = device_ms
         return frame, outputs, geometry, timings
 
     def _preprocess_and_infer(self, frame: Frame) -> _Item:

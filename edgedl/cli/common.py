@@ -11,7 +11,10 @@ from typing import Any
 
 import click
 
-from edgedl.errors import EdgeDLError
+from edgedl.errors import EdgeDLError, UsageError
+
+#: The --backend choices of every command that loads a model.
+BACKENDS = ["auto", "tensorrt", "onnxruntime-gpu", "openvino", "onnxruntime"]
 
 
 def _fail(exc: BaseException, verbose: bool, code: int) -> None:
@@ -41,3 +44,17 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 verbose_option = click.option("--verbose", "-v", is_flag=True, help="Log each step; show tracebacks on errors.")
+
+
+def parse_shape(text: str, option: str = "--input-shape") -> tuple[str, list[int]]:
+    """``NAME=1x3x224x224`` → (``NAME``, [1, 3, 224, 224]); errors name ``option``."""
+    name, sep, dims = text.rpartition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        shape = [int(d) for d in dims.lower().split("x")]
+        if any(d <= 0 for d in shape):
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not NAME=DxDxD…", fix=f"write it like {option} images=1x3x224x224") from None
+    return name, shape

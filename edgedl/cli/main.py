@@ -9,24 +9,11 @@ from typing import Any
 import click
 
 from edgedl import __version__
-from edgedl.cli.common import handle_errors, verbose_option
+from edgedl.cli.common import handle_errors, parse_shape, verbose_option
 from edgedl.cli.doctor_command import doctor
+from edgedl.cli.profile_command import profile
 from edgedl.cli.stream_commands import demo, run
 from edgedl.errors import UsageError
-
-
-def parse_shape(text: str) -> tuple[str, list[int]]:
-    """``NAME=1x3x224x224`` → (``NAME``, [1, 3, 224, 224])."""
-    name, sep, dims = text.rpartition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        shape = [int(d) for d in dims.lower().split("x")]
-        if any(d <= 0 for d in shape):
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--input-shape {text!r} is not NAME=DxDxD…", fix="write it like images=1x3x224x224") from None
-    return name, shape
 
 
 def parse_triple(text: str | None, option: str) -> tuple[float, float, float] | None:
@@ -170,7 +157,7 @@ def _parse_profile(text: str) -> tuple[str, list[list[int]]]:
     parts = dims.split(":")
     if len(parts) not in (1, 3):
         raise UsageError(f"--shape {text!r} needs one shape or MIN:OPT:MAX", fix="write it like images=1x3x640x640")
-    return name, [parse_shape(f"{name}={part}")[1] for part in parts]
+    return name, [parse_shape(f"{name}={part}", "--shape")[1] for part in parts]
 
 
 @main.command()
@@ -245,6 +232,7 @@ def compare(bundle: Path, backends: str | None, precisions: str | None, data: Pa
 main.add_command(run)
 main.add_command(demo)
 main.add_command(doctor)
+main.add_command(profile)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

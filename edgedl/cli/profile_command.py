@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from edgedl.cli.common import handle_errors, verbose_option
-from edgedl.cli.stream_commands import _BACKENDS
+from edgedl.cli.common import BACKENDS, handle_errors, verbose_option
 from edgedl.errors import OutputError, UsageError
 
 
@@ -56,7 +55,7 @@ def _diff(paths: tuple[Path, Path], noise: float, markdown_path: Path | None) ->
 
 @click.command()
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(_BACKENDS), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
 @click.option("--batch", type=int, help="Inputs per inference (needs a dynamic batch).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=1x3xHxW", help="An input's shape (repeatable).")
@@ -101,10 +100,10 @@ def profile(bundle: Path | None, shapes: tuple[str, ...], compare: str | None, j
         return
     if bundle is None:
         raise UsageError("missing BUNDLE", fix="edgedl profile model.edgedl (or --diff old.json new.json)")
-    from edgedl.cli.main import parse_shape
+    from edgedl.cli.common import parse_shape
     from edgedl.profiling.settings import ProfileSettings, parse_compare
 
-    settings = ProfileSettings(bundle, shapes=dict(parse_shape(s) for s in shapes), telemetry=not no_telemetry,
+    settings = ProfileSettings(bundle, shapes=dict(parse_shape(s, "--shape") for s in shapes), telemetry=not no_telemetry,
                                compare=parse_compare(compare) if compare else [], **options).check()
     for path, option in ((json_path, "--json"), (plot_path, "--plot"), (markdown_path, "--markdown")):
         _check_output(path, option)

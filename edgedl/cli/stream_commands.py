@@ -10,10 +10,8 @@ from typing import Any
 
 import click
 
-from edgedl.cli.common import handle_errors, verbose_option
+from edgedl.cli.common import BACKENDS, handle_errors, verbose_option
 from edgedl.errors import UsageError
-
-_BACKENDS = ["auto", "tensorrt", "onnxruntime-gpu", "openvino", "onnxruntime"]
 
 
 class _Status:
@@ -87,7 +85,7 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 @click.option("--source", required=True, help="csi://0, /dev/video0, rtsp://…, clip.mp4, a folder or glob, gst://…, "
                                               "synthetic://shapes")
 @click.option("--sink", "sinks", multiple=True, help="out.mp4, frames/, results.jsonl, display, rtsp://… (repeatable).")
-@click.option("--backend", type=click.Choice(_BACKENDS), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Detection confidence threshold.")
@@ -132,7 +130,7 @@ def run(bundle: Path, source: str, sinks: tuple[str, ...], backend: str, precisi
               help="Folder for the INT8 bundle and the annotated video.")
 @click.option("--frames", type=int, default=300, show_default=True, help="Frames the synthetic camera sends.")
 @click.option("--fps", type=float, default=30.0, show_default=True, help="Synthetic camera rate (0: as fast as possible).")
-@click.option("--backend", type=click.Choice(_BACKENDS), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No live status line; the summary only.")
 @verbose_option
 @handle_errors

@@ -19,7 +19,7 @@ _MODE_ID = re.compile(r"^\s*(\d+)\s*$", re.MULTILINE)
 _CONF_MODE = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+)\s*>")
 _CONF_DEFAULT = re.compile(r"<\s*PM_CONFIG\s+DEFAULT=(\d+)\s*>")
 #: devfreq names of Jetson GPUs: Nano (gm20b, "57000000.gpu"), TX2 (gp10b), Xavier (gv11b), Orin (ga10b, "17000000.gpu").
-_GPU_DEVFREQ = (".gpu", ".gm20b", ".gp10b", ".gv11b", ".ga10b")
+GPU_DEVFREQ = (".gpu", ".gm20b", ".gp10b", ".gv11b", ".ga10b")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _pinned(folder: Path, low: str, high: str) -> bool | None:
 def clocks_state(root: Path) -> str:
     """``on`` (every CPU and the GPU held at their maximum), ``off``, ``partial`` or ``unknown``."""
     cpus = sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq"))
-    gpus = [p for p in sorted((root / "sys/class/devfreq").glob("*")) if p.name.endswith(_GPU_DEVFREQ)]
+    gpus = [p for p in sorted((root / "sys/class/devfreq").glob("*")) if p.name.endswith(GPU_DEVFREQ)]
     states = [_pinned(p, "scaling_min_freq", "scaling_max_freq") for p in cpus]
     states += [_pinned(p, "min_freq", "max_freq") for p in gpus]
     known = [s for s in states if s is not None]
