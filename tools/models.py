@@ -10,6 +10,7 @@ source, so the demo detector sees at run time the kind of frame it learned from.
     build_classifier(out_dir, seed=0) -> Path   CNN, images [batch,3,64,64] RGB 0..1 -> logits [batch,4]
     build_detector(out_dir, seed=0)   -> Path   YOLOv8-style, images [batch,3,256,256] -> output0 [batch,8,1344]
     build_fragile(out_dir, seed=0)    -> Path   classifier that per-tensor INT8 wrecks (see build_fragile)
+    build_yolo_shaped(out_dir, size)  -> Path   untrained, YOLOv8n widths, 80 classes, [batch,84,anchors] (benchmarks)
     sample_frames(kind, n, seed)      -> list of BGR uint8 camera frames the model of ``kind`` expects
     labelled_frames(kind, n, seed)    -> the same frames and their labels
 
@@ -545,6 +546,23 @@ def _channel_peaks(model: onnx.ModelProto, tensor: str, feed: np.ndarray) -> np.
     probe.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run([tensor], {"images": feed})[0].max(axis=(0, 2, 3))
+
+
+def build_yolo_shaped(out_dir: Path, size: int, classes: int = 80, seed: int = 0) -> Path:
+    """An untrained detector with YOLOv8n's widths and output layout for speed tests: ``[batch, 4 + classes, anchors]``.
+
+    ``size`` 320 gives 2100 anchors and 640 gives 8400, as YOLOv8 exports them. Speed does not
+    depend on training; class scores start low (bias -4, as YOLO initialises them), so a
+    realistic handful of boxes reaches NMS rather than every anchor.
+    """
+    path = Path(out_dir) / f"yolo-shaped-{size}-seed{seed}.onnx"
+    if path.is_file():
+        return path
+    torch = _torch()
+    torch.manual_seed(seed)
+    _, detector = _networks()
+    model = _fuse_all(detector(classes=classes, size=size))
+    return _export(model, torch.zeros(1, 3, size, size), path, "output0")
 
 
 def build_fragile(out_dir: Path, seed: int = 0) -> Path:
