@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 
 from edgedl.device.cameras import find_cameras
 from edgedl.device.python_env import OPENCV_WHEELS, dist_version, module_origin, system_module_dirs, usable_system_dir
 from edgedl.device.report import Context, Section
+from edgedl.opencv_build import video_backends
 
 GST_INSPECT = ("gst-inspect-1.0",)
 #: GStreamer elements edgedl's sources use: element → (what for, apt package, status when a Jetson lacks it).
@@ -20,12 +20,6 @@ ELEMENTS = {
     "h264parse": ("H.264 streams and files", "gstreamer1.0-plugins-bad", "warn"),
     "avdec_h264": ("software H.264 decoding", "gstreamer1.0-libav", "info"),
 }
-_VIDEO_IO = re.compile(r"^\s*(GStreamer|FFMPEG|v4l/v4l2):\s*(\S.*?)\s*$", re.M)
-
-
-def video_backends(build_information: str) -> dict[str, bool]:
-    """``{"GStreamer": True, "FFMPEG": False, "v4l/v4l2": True}`` from ``cv2.getBuildInformation()``."""
-    return {name: value.startswith("YES") for name, value in _VIDEO_IO.findall(build_information)}
 
 
 def _gstreamer_fix(ctx: Context) -> str:
@@ -60,7 +54,7 @@ def check_opencv(ctx: Context) -> Section:
         try:
             import cv2
 
-            version, backends = cv2.__version__, video_backends(cv2.getBuildInformation())
+            version, backends = cv2.__version__, video_backends()
         except Exception as exc:  # a broken install can fail in any way; the report says so rather than dying
             hint = "pip install 'numpy<2'" if "numpy" in str(exc).lower() else f"{ctx.python.executable} -c 'import cv2'"
             section.add("OpenCV", f"{origin} does not import ({exc})", "fail", hint)

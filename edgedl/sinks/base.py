@@ -167,29 +167,6 @@ class FrameRenderer:
         return self._fps
 
 
-def build_section(name: str, build_info: str | None = None) -> tuple[str, list[tuple[str, str]]]:
-    """One entry of ``cv2.getBuildInformation()``: its value and the ``(name, value)`` lines nested under it.
-
-    OpenCV 4.5+ puts the answer on the entry's own line (``GUI: GTK3``, ``GStreamer: YES (1.20.3)``);
-    older builds, such as JetPack 4's OpenCV 4.1, leave it empty and list parts beneath
-    (``GStreamer:`` then ``base: YES (ver 1.14.5)``). Both come back; ``("", [])`` when absent.
-    """
-    lines = (cv2.getBuildInformation() if build_info is None else build_info).splitlines()
-    for i, line in enumerate(lines):
-        key, _, value = line.strip().partition(":")
-        if key.strip() != name:
-            continue
-        indent = len(line) - len(line.lstrip())
-        nested = []
-        for sub in lines[i + 1:]:
-            if not sub.strip() or len(sub) - len(sub.lstrip()) <= indent:
-                break
-            sub_key, _, sub_value = sub.strip().partition(":")
-            nested.append((sub_key.strip(), sub_value.strip()))
-        return value.strip(), nested
-    return "", []
-
-
 class VideoWriterSink(Sink):
     """A sink that feeds (annotated) frames to a ``cv2.VideoWriter`` opened at the first frame's size.
 

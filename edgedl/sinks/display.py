@@ -18,27 +18,19 @@ from typing import ClassVar
 import cv2
 
 from edgedl.errors import UsageError
+from edgedl.opencv_build import has_gui
 from edgedl.results import Result
-from edgedl.sinks.base import FrameRenderer, Sink, SinkTarget, build_section
+from edgedl.sinks.base import FrameRenderer, Sink, SinkTarget
 
 _FIX = "write a video instead: --sink out.mp4"
 _STOP_KEYS = (ord("q"), ord("Q"), 27)  # 27: Esc
-_TOOLKITS = ("GTK", "QT", "WIN32", "COCOA", "WAYLAND", "FRAMEBUFFER")
-
-
-def opencv_has_gui(build_info: str | None = None) -> bool:
-    """Whether this OpenCV has a window backend (opencv-python-headless has none), from its build information."""
-    value, nested = build_section("GUI", build_info)
-    if value:
-        return value.upper() != "NONE"
-    return any(any(toolkit in name.upper() for toolkit in _TOOLKITS) and state.startswith("YES") for name, state in nested)
 
 
 def display_problem() -> str | None:
     """Why no window can open here, or ``None`` when one can."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "no display here ($DISPLAY and $WAYLAND_DISPLAY are unset)"
-    if not opencv_has_gui():
+    if not has_gui():
         return "no display here (this OpenCV has no GUI backend, as in opencv-python-headless)"
     return None
 

@@ -9,41 +9,18 @@ encoder (``nvv4l2h264enc``) is used when GStreamer has it, ``x264enc`` otherwise
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-from functools import cache
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 import cv2
 
-from edgedl.errors import MissingDependencyError, OutputError, UsageError
-from edgedl.sinks.base import SinkTarget, VideoWriterSink, build_section
+from edgedl.errors import OutputError, UsageError
+from edgedl.opencv_build import gst_element_exists, require_gstreamer
+from edgedl.sinks.base import SinkTarget, VideoWriterSink
 
 BITRATE_KBPS = 4000
 _RTSP_PORT = 554  # the scheme's default
-_NO_GSTREAMER_FIX = ("on a Jetson use JetPack's OpenCV (a venv made with --system-site-packages, then "
-                     "pip uninstall opencv-python opencv-python-headless); elsewhere an OpenCV built with "
-                     "-DWITH_GSTREAMER=ON — the opencv-python wheels lack GStreamer")
-
-
-def opencv_has_gstreamer(build_info: str | None = None) -> bool:
-    """Whether this OpenCV was built with GStreamer (from its build information)."""
-    value, nested = build_section("GStreamer", build_info)
-    return value.startswith("YES") if value else any(state.startswith("YES") for _, state in nested)
-
-
-@cache
-def gst_element_exists(name: str) -> bool:
-    """Whether GStreamer has element ``name`` (asks ``gst-inspect-1.0``; False when that tool is missing)."""
-    tool = shutil.which("gst-inspect-1.0")
-    if tool is None:
-        return False
-    try:
-        return subprocess.run([tool, "--exists", name], capture_output=True, timeout=15).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def h264_encoder(fps: float, bitrate_kbps: int = BITRATE_KBPS) -> str:
@@ -115,9 +92,7 @@ class StreamSink(VideoWriterSink):
     def __init__(self, target: SinkTarget, *, fps: float, overlay: bool, overwrite: bool) -> None:
         super().__init__(target, overlay)
         end = _checked_end(target)  # a malformed URI is the first thing to hear about, before missing libraries
-        if not opencv_has_gstreamer():
-            raise MissingDependencyError(f"{target.uri}: this OpenCV ({cv2.__version__}) was built without GStreamer",
-                                         fix=_NO_GSTREAMER_FIX)
+        require_gstreamer(target.uri)
         if target.scheme == "rtsp":
             check_rtsp_server(target.uri)
         self.fps = fps

@@ -26,7 +26,7 @@ from edgedl.sources.registry import reader_factory, register_reader
 from edgedl.sources.stream import BACKOFF_S, FrameStream
 from edgedl.sources.uri import SourceSpec, parse_source
 
-__all__ = ["Capture", "FrameReader", "FrameStream", "ReaderFactory", "SourceSpec", "gstreamer_available", "open_source",
+__all__ = ["Capture", "FrameReader", "FrameStream", "ReaderFactory", "SourceSpec", "open_source",
            "parse_source", "register_reader"]
 
 
@@ -48,10 +48,3 @@ def open_source(uri: str | os.PathLike[str] | int, *, width: int | None = None, 
     return FrameStream(reader_factory(spec), uri=spec.uri, policy=policy, queue_size=queue_size,
                        read_timeout=read_timeout, stale_after=stale_after, reconnect=reconnect, max_retries=max_retries,
                        loop=loop, max_frames=max_frames, on_event=on_event, backoff=backoff)
-
-
-def gstreamer_available() -> bool:
-    """Whether this OpenCV was built with GStreamer (needed by csi:// and gst:// sources)."""
-    from edgedl.sources.gstreamer import gstreamer_available as available
-
-    return available()

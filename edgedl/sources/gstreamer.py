@@ -1,44 +1,16 @@
-"""GStreamer through OpenCV: whether this OpenCV has it, and the pipelines edgedl builds for Jetson sources.
+"""The GStreamer pipelines edgedl builds for Jetson sources: the hardware camera path (``nvarguscamerasrc``)
+and hardware decoder (``nvv4l2decoder``).
 
-The opencv-python wheels on PyPI are built without GStreamer; JetPack's system OpenCV has it,
-and with it the Jetson's hardware camera path (``nvarguscamerasrc``) and hardware decoder
-(``nvv4l2decoder``).
+Whether this OpenCV has GStreamer at all is :mod:`edgedl.opencv_build`'s to say.
 """
 
 from __future__ import annotations
 
-import functools
 from fractions import Fraction
 from pathlib import Path
 
-from edgedl.errors import MissingDependencyError
-
 #: The end of every pipeline: BGR frames into OpenCV, never a backlog (a late reader gets the newest buffer).
 APPSINK = "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
-NO_GSTREAMER_FIX = ("on a Jetson use JetPack's OpenCV: create the venv with --system-site-packages and run "
-                    "'pip uninstall opencv-python-headless opencv-python' in it; elsewhere build OpenCV with "
-                    "-D WITH_GSTREAMER=ON")
-
-
-@functools.cache
-def gstreamer_available() -> bool:
-    """Whether this OpenCV was built with GStreamer (its build information says ``GStreamer: YES``)."""
-    import cv2
-
-    for line in cv2.getBuildInformation().splitlines():
-        name, _, value = line.strip().partition(":")
-        if name == "GStreamer":
-            return value.strip().upper().startswith("YES")
-    return False
-
-
-def require_gstreamer(uri: str) -> None:
-    """Raise :class:`MissingDependencyError`, with the fix, when OpenCV lacks GStreamer."""
-    if not gstreamer_available():
-        import cv2
-
-        raise MissingDependencyError(f"{uri}: needs OpenCV built with GStreamer, and this OpenCV ({cv2.__version__}) has "
-                                     "none (the opencv-python wheels are built without it)", fix=NO_GSTREAMER_FIX)
 
 
 def on_jetson() -> bool:

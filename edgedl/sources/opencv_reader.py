@@ -14,15 +14,10 @@ from dataclasses import dataclass
 
 import cv2
 
+from edgedl import opencv_build
 from edgedl.errors import InputFileError, UsageError
-from edgedl.sources.gstreamer import (
-    NO_GSTREAMER_FIX,
-    csi_pipeline,
-    gstreamer_available,
-    on_jetson,
-    require_gstreamer,
-    rtsp_hardware_pipeline,
-)
+from edgedl.opencv_build import NO_GSTREAMER_FIX, require_gstreamer
+from edgedl.sources.gstreamer import csi_pipeline, on_jetson, rtsp_hardware_pipeline
 from edgedl.sources.reader import Capture, Report
 from edgedl.sources.uri import SourceSpec
 
@@ -137,7 +132,7 @@ def rtsp_reader(spec: SourceSpec) -> OpenCVReader:
         params = (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms)
     backends = [Backend("FFmpeg", spec.target, cv2.CAP_FFMPEG, params)]
     if on_jetson():
-        if gstreamer_available():
+        if opencv_build.has_gstreamer():
             backends.insert(0, Backend("GStreamer (nvv4l2decoder)", rtsp_hardware_pipeline(spec.target),
                                        cv2.CAP_GSTREAMER))
         else:
