@@ -22,8 +22,9 @@ else:  # the shipped classifier, and a folder of synthetic shapes to classify
 
     folder = Path("edgedl-demo/shapes")
     folder.mkdir(parents=True, exist_ok=True)
-    for frame in open_source("synthetic://shapes?width=96&height=96&objects=1&fps=0&frames=8&seed=4"):
-        cv2.imwrite(str(folder / f"shape{frame.index}.png"), frame.image)
+    for seed in range(8):  # one synthetic stream keeps its shapes, so each image comes from its own seed
+        for frame in open_source(f"synthetic://shapes?width=96&height=96&objects=1&fps=0&frames=1&seed={seed}"):
+            cv2.imwrite(str(folder / f"shape{seed}.png"), frame.image)
     bundle = edgedl.convert(DEMO_DIR / "shapes_classifier.onnx", "edgedl-demo/shapes_classifier.edgedl",
                             preprocess={"preset": "raw01"}, labels=DEMO_DIR / "labels.txt", force=True).path
 

@@ -1,17 +1,19 @@
 """Pipeline throughput and latency against bare inference, measured in one run on the CPU backend.
 
-    python tools/bench_stream.py [--frames 200] [--models demo,yolo320,yolo640]
+    python tools/bench_stream.py [--frames 200] [--rounds 3] [--models demo,yolo320,yolo640]
 
 For each model: a 1280x720 video (synthetic shapes, written here with OpenCV) streams through
 the whole pipeline (decode, letterbox preprocessing, inference, YOLOv8 decoding and NMS), and
-the same model is timed bare, ``model(x)`` on one preprocessed frame, before and after the
-stream (their mean is the reference, so drifting clocks treat both alike).
+the same model is timed bare, ``model(x)`` on one preprocessed frame, right before each stream.
+Bare and pipeline runs alternate for ``--rounds`` rounds and the median of the per-round ratios
+is reported with its range: on a shared 2-core machine single runs move by ±10%.
 
 - throughput ratio = pipeline FPS / bare FPS (target ≥ 0.90: capture, preprocessing and
   postprocessing hidden behind inference);
 - latency ratio = median capture-to-result latency / median bare inference latency, measured
-  with a live source that sends frames at 70% of bare throughput (target ≤ 1.5). A saturated
-  source would measure queueing, not the pipeline: frames wait for the model by design.
+  with a live source that sends frames at half the bare throughput (target ≤ 1.5): a camera the
+  pipeline keeps up with. Near saturation the figure measures queueing instead (at 83% load a
+  frame waits on average about 2.5 inference times for the model), which is not the pipeline's cost.
 
 Models: ``demo`` is the shipped shapes detector in INT8 (256x256); ``yolo320`` and ``yolo640``
 have YOLOv8n's widths and 80 classes with untrained weights (speed does not depend on training;
@@ -38,7 +40,7 @@ from edgedl.pipeline import Pipeline  # noqa: E402
 from edgedl.preprocess import preprocess  # noqa: E402
 
 FRAME = (1280, 720)
-LIVE_RATE = 0.7  # live-source rate for the latency run, as a share of bare throughput
+LIVE_RATE = 0.5  # live-source rate for the latency run, as a share of bare throughput
 
 
 def write_video(path: Path, frames: int) -> Path:
@@ -106,6 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--models", default="demo,yolo320,yolo640")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgedl-bench-stream-") as tmp:
@@ -115,22 +118,23 @@ def main() -> None:
         for name, path in bundles(out, args.models.split(",")).items():
             with edgedl.load(path, backend="onnxruntime") as model:
                 tensor, _ = preprocess(model.source.manifest.preprocess, first)
-                before = bare(model, tensor)
-                fps, summary = stream_fps(model, video)
-                after = bare(model, tensor)
-                reference = np.concatenate([before, after])
-                bare_fps = 1e3 / reference.mean()
+                ratios, bare_times, summary = [], [], {}
+                for _ in range(args.rounds):
+                    times = bare(model, tensor)
+                    fps, summary = stream_fps(model, video)
+                    bare_times.append(times)
+                    ratios.append(fps * times.mean() / 1e3)
+                reference = np.concatenate(bare_times)
+                bare_fps, bare_ms = 1e3 / reference.mean(), float(np.median(reference))
                 latency, dropped = live_latency(model, LIVE_RATE * bare_fps, min(args.frames, 150))
-                bare_ms = float(np.median(reference))
-                rows.append((name, model.precision, bare_fps, fps, fps / bare_fps, bare_ms, latency, latency / bare_ms,
-                             summary["stage_ms"], dropped))
-    print(f"\nCPU backend (onnxruntime), {FRAME[0]}x{FRAME[1]} video, {args.frames} frames; one run")
-    print(f"{'model':8} {'prec':5} {'bare fps':>9} {'pipe fps':>9} {'ratio':>6}   {'bare ms':>8} {'e2e ms':>8} {'ratio':>6}")
-    for name, prec, bfps, pfps, r1, bms, lat, r2, stages, dropped in rows:
-        print(f"{name:8} {prec:5} {bfps:9.1f} {pfps:9.1f} {r1:6.2f}   {bms:8.2f} {lat:8.2f} {r2:6.2f}   "
-              f"stages(ms): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + f"; live drops {dropped}")
-    print("targets: throughput ratio >= 0.90, latency ratio <= 1.50")
-
+                rows.append((name, model.precision, bare_fps, float(np.median(ratios)), min(ratios), max(ratios), bare_ms,
+                             latency, latency / bare_ms, summary["stage_ms"], dropped))
+    print(f"\nCPU backend (onnxruntime), {FRAME[0]}x{FRAME[1]} video, {args.frames} frames, {args.rounds} alternating rounds")
+    print(f"{'model':8} {'prec':5} {'bare fps':>9} {'pipe/bare':>10} {'range':>11}   {'bare ms':>8} {'e2e ms':>8} {'ratio':>6}")
+    for name, prec, bfps, r1, lo, hi, bms, lat, r2, stages, dropped in rows:
+        print(f"{name:8} {prec:5} {bfps:9.1f} {r1:10.2f} {lo:5.2f}-{hi:4.2f}   {bms:8.2f} {lat:8.2f} {r2:6.2f}   "
+              "stages (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + f"; live drops {dropped}")
+    print("targets: pipeline/bare throughput >= 0.90, latency ratio <= 1.50")
 
 if __name__ == "__main__":
     main()
