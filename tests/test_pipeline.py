@@ -115,9 +115,12 @@ def test_an_error_in_a_stage_reaches_the_app_and_stops_the_run(model: edgedl.Mod
     assert _thread_count_settles(baseline) == baseline
 
 
-def test_a_custom_postprocessor_is_one_registered_function(model: edgedl.Model) -> None:
+def test_a_custom_postprocessor_is_one_registered_function(model: edgedl.Model, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgedl import postprocess
+    from edgedl.postprocess import registry
     from edgedl.results import Prediction
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the name vanishes after this test
 
     @postprocess.register("count-strong-anchors")
     def count(outputs: dict, ctx: postprocess.PostContext) -> Prediction:
