@@ -98,7 +98,7 @@ def compare(path: str | Path, backends: list[str] | None = None, precisions: lis
     from edgedl.runtimes.cpu_choice import time_backends
 
     if samples < 1:
-        raise UsageError("--samples must be at least 1")
+        raise UsageError(f"--samples must be at least 1, got {samples}", fix="for example --samples 8")
     source = ModelSource.open(path)
     wanted = list(itertools.product(backends or ["auto"], precisions or (source.manifest.precisions if source.manifest
                                                                           else ["fp32"])))

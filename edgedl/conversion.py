@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import tempfile
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ import onnx
 
 from edgedl.bundle import BUNDLE_SUFFIX, Bundle
 from edgedl.errors import InputFileError, UsageError
-from edgedl.fsutil import sha256_file, staged_dir
+from edgedl.fsutil import check_output_dir, recover_stale, sha256_file, staged_dir
 from edgedl.manifest import MANIFEST_NAME, TASKS, Manifest, TensorInfo, Variant
 from edgedl.preprocess import PRESETS, PreprocessSpec
 
 log = logging.getLogger("edgedl.convert")
 TARGETS = ("cpu", "tensorrt", "all")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def image_input(inputs: list[TensorInfo]) -> TensorInfo | None:
@@ -119,7 +121,9 @@ def convert(
     gate against FP32 on held-out samples, repairing it layer by layer if needed.
     ``target="tensorrt"`` or ``"all"`` also writes the TensorRT Q/DQ variant and a
     TensorRT calibration cache. ``fp16`` adds a half-precision variant. Nothing is
-    written unless every step succeeds; an existing output is kept unless ``force``.
+    written unless every step succeeds; an existing output is kept unless ``force``, which
+    replaces a bundle or an empty folder and nothing else. A conversion killed midway leaves
+    the previous bundle (or none); the next one cleans up after it.
 
     ``model`` may also be a PyTorch or Keras model: a ``torch.nn.Module`` (with ``example_inputs``),
     a ``keras.Model``, or a ``.pt2``/``.ts``/``.pt``/``.keras``/``.h5`` file or SavedModel folder. It is
@@ -136,26 +140,35 @@ def convert(
     if task is not None and task not in TASKS:
         raise UsageError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
     if calib_samples < 1:
-        raise UsageError("--calib-samples must be at least 1")
+        raise UsageError(f"--calib-samples must be at least 1, got {calib_samples}", fix="for example --calib-samples 128")
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
+        raise UsageError(f"--tolerance must be a number above 0, got {tolerance}", fix="for example --tolerance 1e-3")
+    if isinstance(model, str) and _URL.match(model):
+        raise InputFileError(f"model {model!r} is a URL: convert reads local files",
+                             fix="download it first (for example curl -LO URL) and pass the file")
     from edgedl.converters.source_model import export_source, is_framework_model
 
     exported = None
+    log.info("loading %s", model if isinstance(model, (str, Path)) else type(model).__name__)
     if is_framework_model(model):
         exported = export_source(model, example_inputs=example_inputs, input_names=input_names,
                                  output_names=output_names, input_shapes=input_shapes, dynamic_batch=dynamic_batch,
                                  dynamic_hw=dynamic_hw, layout=layout, exporter=exporter)
         source = exported.path
-    elif layout is not None or example_inputs is not None or dynamic_batch or dynamic_hw:
-        raise UsageError("layout, example inputs and dynamic dims apply to PyTorch and Keras models", path=model,
-                         fix="for an ONNX file, fix shapes with --input-shape")
+    elif layout is not None or example_inputs is not None or dynamic_batch or dynamic_hw or tolerance is not None:
+        raise UsageError("layout, example inputs, dynamic dims and tolerance apply to PyTorch and Keras models",
+                         path=model, fix="for an ONNX file, fix shapes with --input-shape")
     else:
         source = Path(model)
+    loaded = exported.proto if exported is not None else load_onnx(source)
     target_dir = Path(output) if output is not None else source.with_name(source.stem + BUNDLE_SUFFIX)
+    # Checked now, so a long conversion is not lost at the end; a killed run's leftovers first (may restore the output).
+    recover_stale(target_dir)
+    check_output_dir(target_dir, force, MANIFEST_NAME)
     label_list = read_labels(labels)
-    if exported is not None:  # shapes were applied at export, in the source model's own layout
-        proto = clean_model(exported.proto, None, source=source)
-    else:
-        proto = clean_model(load_onnx(source), input_shapes, source=source)
+    log.info("cleaning %s", source)
+    # Shapes of an exported model were applied at export, in the source model's own layout.
+    proto = clean_model(loaded, None if exported is not None else input_shapes, source=source)
     inputs, outputs = describe_io(proto)
     if exported is not None:  # the framework knows each input's layout; describe_io only guesses
         for info in inputs:
@@ -177,7 +190,11 @@ def convert(
 
     source_info = exported.info if exported is not None else {
         "file": source.name, "sha256": sha256_file(source), "format": "onnx"}
-    with staged_dir(target_dir, force=force) as stage, tempfile.TemporaryDirectory(prefix="edgedl-") as tmp:
+    with staged_dir(target_dir, force=force, replace_only=MANIFEST_NAME) as stage:
+        # Scratch files go in the staging folder's private parent, so a killed conversion's are cleaned with it.
+        scratch = stage.parent / "scratch"
+        scratch.mkdir()
+        log.info("writing model.onnx into %s", stage)
         onnx.save_model(proto, str(stage / "model.onnx"))
         variants = {"fp32": _variant(stage, "model.onnx", "fp32", "any", {})}
         manifest = Manifest(
@@ -190,11 +207,13 @@ def convert(
         if int8 or fp16:
             from edgedl.converters.quantize_flow import quantize_into
 
-            quantize_into(manifest, proto, stage, Path(tmp), int8=int8, fp16=fp16, calib_data=calib_data,
+            log.info("calibrating, quantizing and validating (int8=%s, fp16=%s, target=%s)", int8, fp16, target)
+            quantize_into(manifest, proto, stage, scratch, int8=int8, fp16=fp16, calib_data=calib_data,
                           calib_samples=calib_samples, calib_method=calib_method, min_cosine=min_cosine,
                           min_top1=min_top1, holdout=holdout, seed=seed, target=target, image=image, show=show)
         if source_report is not None:
             manifest.validation["source"] = source_report
+        log.info("writing %s", MANIFEST_NAME)
         (stage / MANIFEST_NAME).write_text(manifest.dumps(), encoding="utf-8")
     return Bundle.open(target_dir, verify=False)  # every file was hashed as it was written
 

@@ -11,6 +11,7 @@ Order of operations: resize (stretch, letterbox or center-crop) → colour order
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -87,13 +88,16 @@ class PreprocessSpec:
             (self.dtype in OUTPUT_DTYPES, f"dtype must be one of {', '.join(OUTPUT_DTYPES)}"),
             (self.width > 0 and self.height > 0, "target size must be positive"),
             (len(self.mean) == 3 and len(self.std) == 3, "mean and std take three values"),
-            (all(s != 0 for s in self.std), "std values must be non-zero"),
+            (all(s != 0 and math.isfinite(s) for s in self.std), "std values must be finite and non-zero"),
+            (math.isfinite(self.scale) and self.scale != 0, "scale must be a finite, non-zero number"),
+            (all(math.isfinite(m) for m in self.mean), "mean values must be finite"),
             (0 <= self.pad_value <= 255, "pad value must be 0..255"),
             (self.interpolation in _INTERPOLATIONS, "interpolation must be linear, nearest or area"),
         ]
         for ok, message in checks:
             if not ok:
-                raise UsageError(f"bad preprocessing spec: {message}")
+                raise UsageError(f"bad preprocessing spec: {message}",
+                                 fix="correct that value (edgedl convert --help lists the options)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:

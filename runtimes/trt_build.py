@@ -135,6 +135,11 @@ def profiles(inputs: Sequence[TensorInfo], shapes: Mapping[str, Any] | None) -> 
 def recipe(caps: Capabilities, source: ModelSource, precision: str, *, fast_fp16: bool, shapes: Mapping[str, Any] | None,
            workspace_mib: int | None, dla_core: int | None) -> Recipe:
     """The variant and flags for ``precision`` (``auto``: INT8, else FP16 where it is fast, else FP32)."""
+    if workspace_mib is not None and workspace_mib < 1:
+        raise UsageError(f"the builder workspace must be at least 1 MiB, got {workspace_mib}",
+                         fix="for example --workspace 1024, or leave it out for TensorRT's default")
+    if dla_core is not None and dla_core < 0:
+        raise UsageError(f"the DLA core must be 0 or more, got {dla_core}", fix="for example --dla-core 0")
     strong = not caps.weak_typing
     can_int8 = source.has("int8-trt") or (caps.implicit_int8 and source.calibration_cache is not None)
     can_fp16 = source.has("fp16") if strong else fast_fp16

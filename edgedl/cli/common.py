@@ -7,11 +7,12 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
-from edgedl.errors import EdgeDLError, UsageError
+from edgedl.errors import EdgeDLError, OutputError, UsageError
 
 #: The --backend choices of every command that loads a model.
 BACKENDS = ["auto", "tensorrt", "onnxruntime-gpu", "openvino", "onnxruntime"]
@@ -37,7 +38,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except EdgeDLError as exc:
             _fail(exc, verbose, exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("edgedl: interrupted; nothing was written", err=True)
+            click.echo("edgedl: interrupted; no output was left half-written", err=True)
             sys.exit(130)
 
     return wrapper
@@ -58,3 +59,47 @@ def parse_shape(text: str, option: str = "--input-shape") -> tuple[str, list[int
     except ValueError:
         raise UsageError(f"{option} {text!r} is not NAME=DxDxD…", fix=f"write it like {option} images=1x3x224x224") from None
     return name, shape
+
+
+def check_output_file(path: Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written before anything runs, so a long run is not lost at the end."""
+    if path is None:
+        return
+    from edgedl.fsutil import writable_problem
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"{option} names a folder", path=path, fix=f"give {option} a file name")
+    if not parent.is_dir():
+        raise OutputError(f"the folder for {option} does not exist", path=parent, fix="create it or choose another path")
+    problem = writable_problem(parent)
+    if problem is not None:
+        raise OutputError(f"the folder for {option} is not writable ({problem})", path=parent,
+                          fix="choose a writable path")
+
+
+def write_output_file(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically and say so on stderr; a disk that refuses it is a one-line :class:`OutputError`."""
+    from edgedl.fsutil import atomic_write_bytes, write_failure
+
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise write_failure(exc, path, "free space on that disk or choose another path") from exc
+    click.echo(f"wrote {path}", err=True)
+
+
+def check_output_folder(path: Path, option: str) -> None:
+    """Create the folder ``option`` names (and its parents), or refuse it with a one-line :class:`OutputError`."""
+    from edgedl.fsutil import writable_problem
+
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} names a file, not a folder", path=path, fix=f"give {option} a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder for {option} ({exc.strerror or exc})", path=path,
+                          fix="choose a writable path") from exc
+    problem = writable_problem(path)
+    if problem is not None:
+        raise OutputError(f"the folder for {option} is not writable ({problem})", path=path, fix="choose a writable path")

@@ -31,8 +31,6 @@ def parse_triple(text: str | None, option: str) -> tuple[float, float, float] | 
     return (values[0], values[1], values[2])
 
 
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgedl")
 def main() -> None:
@@ -47,7 +45,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path())  # a str: a Path would fold a URL's "//" before convert can refuse it
 @click.option("--int8", is_flag=True, help="Add a calibrated INT8 variant (fastest scheme that passes the gate).")
 @click.option("--fp16", is_flag=True, help="Add an FP16 variant (float32 inputs/outputs).")
 @click.option("--calib-data", type=click.Path(path_type=Path),
@@ -84,7 +82,7 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @verbose_option
 @handle_errors
-def convert(model: Path, input_shapes: tuple[str, ...], mean: str | None, std: str | None, scale: float | None,
+def convert(model: str, input_shapes: tuple[str, ...], mean: str | None, std: str | None, scale: float | None,
             color: str | None, resize: str | None, pad_value: int | None, preset: str | None, verbose: bool,
             **options: Any) -> None:
     """Convert a model into a calibrated, validated bundle.
@@ -201,7 +199,8 @@ def _split_list(text: str | None) -> list[str] | None:
 @click.option("--min-top1", type=float, default=0.9, show_default=True, help="Top-1 agreement (classifiers).")
 @click.option("--atol", type=float, help="Elementwise absolute tolerance (off unless given).")
 @click.option("--rtol", type=float, help="Elementwise relative tolerance (off unless given).")
-@click.option("--rounds", type=int, default=20, show_default=True, help="Timed runs per backend, interleaved.")
+@click.option("--rounds", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Timed runs per backend, interleaved.")
 @click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
 @verbose_option
 @handle_errors

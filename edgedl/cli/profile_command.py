@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from edgedl.cli.common import BACKENDS, handle_errors, verbose_option
-from edgedl.errors import OutputError, UsageError
-
-
-def _check_output(path: Path | None, option: str) -> None:
-    """Refuse an output that cannot be written before anything runs, so a long profile is not lost at the end."""
-    if path is None:
-        return
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputError(f"{option} names a folder", path=path, fix=f"give {option} a file name")
-    if not parent.is_dir():
-        raise OutputError(f"the folder for {option} does not exist", path=parent, fix="create it or choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"the folder for {option} is not writable", path=parent, fix="choose a writable path")
-
-
-def _write(path: Path, data: bytes) -> None:
-    from edgedl.fsutil import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
-    click.echo(f"wrote {path}", err=True)
+from edgedl.cli.common import BACKENDS, check_output_file, handle_errors, verbose_option, write_output_file
+from edgedl.errors import UsageError
 
 
 def _console() -> Any:
@@ -50,7 +29,7 @@ def _diff(paths: tuple[Path, Path], noise: float, markdown_path: Path | None) ->
     table = diff_table(diff_reports(old, new, noise))
     _console().print(rich_table(table))
     if markdown_path is not None:
-        _write(markdown_path, (markdown_table(table) + "\n").encode())
+        write_output_file(markdown_path, (markdown_table(table) + "\n").encode())
 
 
 @click.command()
@@ -95,7 +74,7 @@ def profile(bundle: Path | None, shapes: tuple[str, ...], compare: str | None, j
                              fix="edgedl profile --diff old.json new.json [--markdown diff.md]")
         if noise < 0:
             raise UsageError(f"--noise must be 0 or more, got {noise:g}", fix="for example --noise 5")
-        _check_output(markdown_path, "--markdown")
+        check_output_file(markdown_path, "--markdown")
         _diff((diff_paths[0], diff_paths[1]), noise, markdown_path)
         return
     if bundle is None:
@@ -106,7 +85,7 @@ def profile(bundle: Path | None, shapes: tuple[str, ...], compare: str | None, j
     settings = ProfileSettings(bundle, shapes=dict(parse_shape(s, "--shape") for s in shapes), telemetry=not no_telemetry,
                                compare=parse_compare(compare) if compare else [], **options).check()
     for path, option in ((json_path, "--json"), (plot_path, "--plot"), (markdown_path, "--markdown")):
-        _check_output(path, option)
+        check_output_file(path, option)
     _profile(settings, json_path, plot_path, markdown_path)
 
 
@@ -124,12 +103,12 @@ def _profile(settings: Any, json_path: Path | None, plot_path: Path | None, mark
         raise RuntimeError(f"the profile report does not match its schema: {errors[:3]}")
     print_report(report, _console())
     if json_path is not None:
-        _write(json_path, (json.dumps(report, indent=1) + "\n").encode())
+        write_output_file(json_path, (json.dumps(report, indent=1) + "\n").encode())
     if markdown_path is not None:
         from edgedl.profiling.markdown import report_markdown
 
-        _write(markdown_path, report_markdown(report).encode())
+        write_output_file(markdown_path, report_markdown(report).encode())
     if plot_path is not None:
         from edgedl.profiling.plot import render_png
 
-        _write(plot_path, render_png(report))
+        write_output_file(plot_path, render_png(report))

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgedl.cli.common import BACKENDS, handle_errors, verbose_option
+from edgedl.cli.common import BACKENDS, check_output_file, check_output_folder, handle_errors, verbose_option, write_output_file
 from edgedl.errors import UsageError
 
 
@@ -40,11 +40,17 @@ class _Status:
 
 
 def stream_to_end(pipeline: Any, quiet: bool) -> tuple[dict[str, Any], str]:
-    """Run a started pipeline to its end, Ctrl-C or SIGTERM; return its summary and how it ended."""
+    """Run a started pipeline to its end, Ctrl-C or SIGTERM; return its summary and how it ended.
+
+    Either signal stops the pipeline and closes its sinks (videos finalized) before this returns.
+    """
     status = _Status(quiet)
     ended = "end of stream"
+    terminated = False
 
     def on_term(signum: int, frame: Any) -> None:
+        nonlocal terminated
+        terminated = True
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
@@ -52,7 +58,8 @@ def stream_to_end(pipeline: Any, quiet: bool) -> tuple[dict[str, Any], str]:
         while not pipeline.join(timeout=0.25):
             status.update(pipeline)
     except KeyboardInterrupt:
-        ended = "interrupted"
+        # Ctrl-C is the user's interruption (exit 130); SIGTERM is a service manager's stop (exit 0).
+        ended = "stopped by SIGTERM" if terminated else "interrupted"
         pipeline.stop()  # closes the sinks: an output video is finalized, not cut off
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -68,7 +75,7 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
     table = Table(title=title, show_header=False)
     lat = summary["latency_ms"]
     rows = [("frames processed", f"{summary['frames_processed']} of {summary['frames_captured']} captured "
-                                 f"({summary['frames_dropped']} dropped)"),
+                                 f"({summary['frames_dropped']} dropped, {summary['frames_discarded']} left at the stop)"),
             ("throughput", f"{summary['fps']:.1f} fps over {summary['seconds']:.1f} s"),
             ("latency (capture → result)", f"p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, "
                                            f"max {lat['max']:.1f} ms")]
@@ -88,9 +95,11 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
-@click.option("--conf", type=float, default=0.25, show_default=True, help="Detection confidence threshold.")
-@click.option("--iou", type=float, default=0.45, show_default=True, help="NMS IoU threshold.")
-@click.option("--top-k", type=int, default=5, show_default=True, help="Classes reported per frame (classifiers).")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Detection confidence threshold.")
+@click.option("--iou", type=click.FloatRange(0, 1), default=0.45, show_default=True, help="NMS IoU threshold.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Classes reported per frame (classifiers).")
 @click.option("--postprocess", help="Postprocessor name (default: from the bundle's task and outputs).")
 @click.option("--preset", type=click.Choice(["imagenet", "yolo", "raw01"]), help="Preprocessing for a bare ONNX file.")
 @click.option("--device-preprocess", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
@@ -106,9 +115,14 @@ def run(bundle: Path, source: str, sinks: tuple[str, ...], backend: str, precisi
     import edgedl
     from edgedl.pipeline import Pipeline
     from edgedl.sinks import open_sink
+    from edgedl.sources import parse_source
+    from edgedl.sources.registry import reader_factory
 
-    model = edgedl.load(bundle, backend=backend, precision=precision)
+    # What can be checked without the model is checked first: loading can take minutes (a TensorRT build).
+    reader_factory(parse_source(source))
     opened = [open_sink(uri, overwrite=overwrite) for uri in sinks]
+    check_output_file(json_path, "--json")
+    model = edgedl.load(bundle, backend=backend, precision=precision)
     pipeline = Pipeline(model, source, opened, on_result=lambda result: None, max_frames=max_frames, conf=conf, iou=iou,
                         top_k=top_k, postprocess=postprocess, preprocess=preset, device_preprocess=device_preprocess)
     with model:
@@ -118,9 +132,7 @@ def run(bundle: Path, source: str, sinks: tuple[str, ...], backend: str, precisi
     if json_path is not None:
         import json
 
-        from edgedl.fsutil import atomic_write_bytes
-
-        atomic_write_bytes(json_path, (json.dumps(summary, indent=2) + "\n").encode())
+        write_output_file(json_path, (json.dumps(summary, indent=2) + "\n").encode())
     if ended == "interrupted":
         sys.exit(130)
 
@@ -150,6 +162,7 @@ def demo(out: Path, frames: int, fps: float, backend: str, quiet: bool, verbose:
         raise UsageError(f"--frames must be at least 1, got {frames}", fix="for example --frames 300")
     if fps < 0:
         raise UsageError(f"--fps must be 0 or more, got {fps}", fix="for example --fps 30 (0: as fast as possible)")
+    check_output_folder(out, "--out")
     path = demo_bundle(out, progress=not quiet)
     score = DetectionScore()
     video = out / "demo.mp4"

@@ -50,7 +50,8 @@ class PostContext:
         ]
         for ok, message in checks:
             if not ok:
-                raise UsageError(f"bad postprocessing option: {message}")
+                raise UsageError(f"bad postprocessing option: {message}",
+                                 fix="correct that value (see edgedl.postprocess.PostContext)")
 
 
 def one_frame(array: np.ndarray, ndim: int, what: str) -> np.ndarray:
