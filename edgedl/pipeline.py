@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 import time
+from array import array
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +28,7 @@ import numpy as np
 
 from edgedl.errors import UsageError
 from edgedl.results import Frame, Result, SourceEvent
+from edgedl.sources.stream import EVENT_HISTORY
 from edgedl.stream_setup import StreamSetup
 
 log = logging.getLogger("edgedl.pipeline")
@@ -36,27 +40,44 @@ _Item = tuple[Frame, Any, Any, dict[str, float]]  # frame, tensor or outputs, ge
 
 @dataclass
 class PipelineStats:
-    """Counts and timings of a run so far; ``summary()`` gives percentiles."""
+    """Counts and timings of a run so far; ``summary()`` gives percentiles.
+
+    ``captured`` = ``processed`` + ``dropped`` + ``discarded`` once the run has ended: ``dropped``
+    counts the frames a live source dropped because the pipeline fell behind; ``discarded`` those an
+    early stop (``stop()``, ``max_frames``) left queued at the source or in flight. A run of any
+    length holds a fixed amount of memory: each series keeps its most recent ``window`` samples
+    (up to an eighth more between trims) as 8-byte floats, ``events`` the most recent EVENT_HISTORY.
+    """
 
     started: float = field(default_factory=time.monotonic)
     processed: int = 0
     captured: int = 0
     dropped: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    stage_ms: dict[str, list[float]] = field(default_factory=dict)
-    events: list[SourceEvent] = field(default_factory=list)
+    discarded: int = 0
+    latencies_ms: array[float] = field(default_factory=lambda: array("d"))
+    stage_ms: dict[str, array[float]] = field(default_factory=dict)
+    events: deque[SourceEvent] = field(default_factory=lambda: deque(maxlen=EVENT_HISTORY))
     max_depth: dict[str, int] = field(default_factory=dict)
     window: int = 100_000  # samples kept per series; a long run keeps its most recent ones
 
     def add(self, result: Result) -> None:
+        """Count one processed frame and keep its latency and stage times."""
         self.processed += 1
         self._keep(self.latencies_ms, result.latency_ms)
         for stage, ms in result.timings.items():
-            self._keep(self.stage_ms.setdefault(stage, []), ms)
+            self.add_stage(stage, ms)
 
-    def _keep(self, series: list[float], value: float) -> None:
+    def add_stage(self, stage: str, ms: float) -> None:
+        """Keep one time (ms) of ``stage``."""
+        series = self.stage_ms.get(stage)
+        if series is None:
+            series = self.stage_ms[stage] = array("d")
+        self._keep(series, ms)
+
+    def _keep(self, series: array[float], value: float) -> None:
         series.append(value)
-        if len(series) > self.window:
+        # Deleting from the front moves the whole series, so trim in batches: once per window/8 samples, not per frame.
+        if len(series) > self.window + self.window // 8:
             del series[: len(series) - self.window]
 
     @property
@@ -73,12 +94,13 @@ class PipelineStats:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
         return {
             "frames_captured": self.captured, "frames_processed": self.processed, "frames_dropped": self.dropped,
+            "frames_discarded": self.discarded,
             "seconds": round(self.elapsed_s, 3), "fps": round(self.fps, 2),
             "latency_ms": {k: round(float(np.percentile(lat, q)), 3) for k, q in (("p50", 50), ("p90", 90), ("p99", 99))}
             | {"max": round(float(lat.max()), 3)},
             "stage_ms": {k: round(float(np.mean(v)), 3) for k, v in self.stage_ms.items() if v},
             "max_queue_depth": dict(self.max_depth),
-            "events": [str(e) for e in self.events[-20:]],
+            "events": [str(e) for e in list(self.events)[-20:]],
         }
 
 
@@ -187,9 +209,14 @@ class Pipeline:
         return self
 
     def stop(self) -> None:
-        """Stop now: frames in flight are abandoned, the source and sinks are closed (files finalized)."""
+        """Stop now: frames in flight are abandoned, the source and sinks are closed (files finalized).
+
+        On the main thread, one more Ctrl-C or SIGTERM that arrives while stopping is held back until
+        the sinks are closed, then delivered (see :class:`_SignalsHeld`).
+        """
         self._stop.set()
-        self.join()
+        with _SignalsHeld():
+            self.join()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the run to end (the source ended, max_frames reached, or stop()); True when it has.
@@ -202,7 +229,8 @@ class Pipeline:
             thread.join(left)
             if thread.is_alive():
                 return False
-        self._close()
+        with _SignalsHeld():
+            self._close()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -218,8 +246,10 @@ class Pipeline:
         if self._stream is not None:
             self._stream.close()
             self._collect_events()
-            self.stats.dropped = int(self._stream.dropped)
             self.stats.captured = int(self._stream.captured)
+            self.stats.dropped = int(self._stream.dropped)
+            # Frames left at the source by an early stop, plus those taken from it and abandoned in flight.
+            self.stats.discarded = int(self._stream.discarded) + self._read - self.stats.processed
             self.stats.max_depth["source"] = int(getattr(self._stream, "max_depth", 0))
         sinks, self._sinks = self._sinks, []
         for sink in sinks:
@@ -329,7 +359,7 @@ class Pipeline:
                 sink.write(result)
                 if getattr(sink, "stop_requested", False):
                     self._stop.set()
-            self.stats._keep(self.stats.stage_ms.setdefault("sink", []), (time.perf_counter() - t0) * 1e3)
+            self.stats.add_stage("sink", (time.perf_counter() - t0) * 1e3)
         for name, q in self._queues.items():
             self.stats.max_depth[name] = max(self.stats.max_depth.get(name, 0), q.qsize())
         return result
@@ -338,6 +368,48 @@ class Pipeline:
         assert self.on_result is not None
         self.on_result(result)
 
+
+
+class _SignalsHeld:
+    """Holds Ctrl-C and SIGTERM back on the main thread while a pipeline winds down; delivers them afterwards.
+
+    A video is playable only once its sink has closed, and a Ctrl-C raised inside that (an impatient
+    second press while the first one stops the run, or a SIGTERM after it) left it unfinished. A
+    signal that comes while one is already held (the user insists) is delivered at once. Elsewhere
+    than on the main thread, or inside another hold, this does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalsHeld:
+        if threading.current_thread() is threading.main_thread() and \
+                not isinstance(signal.getsignal(signal.SIGINT), _SignalsHeld):
+            for signum in self.SIGNALS:
+                if signal.getsignal(signum) is not None:  # None: a handler Python did not install, left alone
+                    self.previous[signum] = signal.signal(signum, self)
+        return self
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if not self.held:
+            self.held.append(signum)
+            return
+        self.held.clear()
+        self._restore()
+        signal.raise_signal(signum)
+
+    def _restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
+        for signum in self.held:
+            signal.raise_signal(signum)
 
 
 def _open_sinks(sink: Any, overwrite: bool) -> list[Any]:

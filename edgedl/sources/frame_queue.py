@@ -2,7 +2,9 @@
 
 ``latest`` (live sources): a full queue drops its oldest frame to make room, so a slow consumer
 always gets the newest frames and latency stays bounded; drops are counted. ``block`` (files,
-folders): a full queue makes the capture thread wait — back-pressure, nothing is lost.
+folders): a full queue makes the capture thread wait — back-pressure, nothing is lost. Frames
+that ``close()`` discards unread are counted apart (``discarded``), so every frame put is taken,
+dropped or discarded.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class FrameQueue:
         self.size = size
         self.drop_oldest = drop_oldest
         self.dropped = 0
+        self.discarded = 0
         self.max_depth = 0
         self._frames: deque[Frame] = deque()
         self._ready = threading.Condition()
@@ -39,6 +42,7 @@ class FrameQueue:
                 else:
                     self._ready.wait()
             if self._closed:
+                self.discarded += 1
                 return False
             self._frames.append(frame)
             self.max_depth = max(self.max_depth, len(self._frames))
@@ -67,9 +71,10 @@ class FrameQueue:
             self._ready.notify_all()
 
     def close(self) -> None:
-        """Wake everyone waiting and refuse further frames; queued frames are discarded."""
+        """Wake everyone waiting and refuse further frames; queued frames are discarded (and counted)."""
         with self._ready:
             self._closed = True
+            self.discarded += len(self._frames)
             self._frames.clear()
             self._ready.notify_all()
 

@@ -6,8 +6,10 @@ interrupted. The *capture thread* waits for the worker's frames with a deadline 
 everything else: stale-frame and size checks, numbering and timestamps, the bounded queue, and
 reconnection. When the deadline passes it abandons the stuck worker (a daemon thread, which
 closes its reader if the call ever returns) and, for a reconnectable source, opens a fresh
-reader with a new worker. Everything that happens is reported as a
-:class:`~edgedl.results.SourceEvent`.
+reader with a new worker. A device whose reads keep blocking would otherwise leave one stuck
+thread (and one open device handle) behind per attempt, for as long as the stream runs: while
+MAX_STUCK_READS abandoned reads have not returned, reconnection attempts fail without opening
+anything. Everything that happens is reported as a :class:`~edgedl.results.SourceEvent`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ POLL_S = 0.05  # how often a waiting thread looks at the stop flag
 JOIN_S = 2.0  # how long a stopping thread waits for the one below it
 EVENT_HISTORY = 256  # events kept for events(); an app that never drains them loses the oldest
 BACKOFF_S = (0.5, 8.0)  # first reconnection delay and its cap; the delay doubles on each failed attempt
+MAX_STUCK_READS = 3  # abandoned reads still blocked in the device before reconnection stops opening new readers
 
 
 class _Outcome(enum.Enum):
@@ -104,6 +107,11 @@ class _ReadWorker:
         if wait:
             self._thread.join(JOIN_S)
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread is still running (for an abandoned worker: still blocked in ``read()``)."""
+        return self._thread.is_alive()
+
 
 class FrameStream:
     """Frames from one source, captured in a background thread into a bounded queue.
@@ -146,6 +154,7 @@ class FrameStream:
         self._closing = threading.Event()
         self._stale = StaleCheck(stale_after)
         self._attempts = 0  # reconnection attempts since frames last flowed
+        self._stuck: list[_ReadWorker] = []  # abandoned workers, until their blocked read() returns
         self._recovering = False
         self._last_error = ""
         reader = factory()
@@ -175,8 +184,16 @@ class FrameStream:
 
     @property
     def dropped(self) -> int:
-        """Frames dropped so far because the consumer fell behind (``latest`` policy)."""
+        """Frames dropped because the consumer fell behind (``latest`` policy)."""
         return self._queue.dropped
+
+    @property
+    def discarded(self) -> int:
+        """Frames captured but never read because the stream was closed early.
+
+        Once the stream has ended, ``captured`` = frames read + ``dropped`` + ``discarded``.
+        """
+        return self._queue.discarded
 
     @property
     def depth(self) -> int:
@@ -219,6 +236,8 @@ class FrameStream:
                 if outcome is _Outcome.CLOSED:
                     return
                 worker.stop(wait=not worker.stuck)
+                if worker.stuck:
+                    self._stuck.append(worker)
                 if outcome is _Outcome.LIMIT:
                     self._emit("ended", f"max_frames={self.max_frames} reached")
                     worker = None
@@ -310,6 +329,10 @@ class FrameStream:
             self._emit("reconnecting", f"attempt {self._attempts}{of} in {delay:g} s (after {self._last_error})")
             if self._closing.wait(delay):
                 return None
+            self._stuck = [stuck for stuck in self._stuck if stuck.alive]
+            if len(self._stuck) >= MAX_STUCK_READS:
+                self._last_error = f"{len(self._stuck)} earlier reads of this source are still blocked"
+                continue
             try:
                 worker = self._open()
             except Exception as exc:  # noqa: BLE001 - any failure to open counts as a failed attempt
