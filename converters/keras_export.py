@@ -3,7 +3,9 @@
 Keras 3 runs on the torch backend here, where a model *is* a ``torch.nn.Module``: it exports through
 the same PyTorch exporter as everything else, with no TensorFlow. Files load with
 ``safe_mode=True`` only. Before Keras reads a file, its config is searched for Lambda layers and
-serialized Python lambdas (code that only unsafe loading would run) so the refusal names the layer.
+serialized Python lambdas (code that only unsafe loading would run) so the refusal names the layer,
+and its HDF5 data is read once in a child process, where a damaged file that crashes or hangs the
+HDF5 library takes down only the child.
 
 A TensorFlow SavedModel folder needs TensorFlow and tf2onnx, which edgedl does not install: without
 them the error says so; with them every op in ``saved_model.pb`` is checked for file access and Python
@@ -14,18 +16,21 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedl.converters.model_file import check_model_file
+from edgedl.converters.model_file import check_model_file, is_zip, read_member
 from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, MissingDependencyError, UnsafeFileError, UsageError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+CONFIG_LIMIT = 64 << 20  # config.json describes layers, not weights: megabytes at most
+HDF5_READ_TIMEOUT_S = 60  # reading every weight of a large model takes seconds
 _UNSAFE_CLASSES = {"Lambda": "a Lambda layer", "TFOpLambda": "a TensorFlow-op Lambda layer",
                    "SlicingOpLambda": "a TensorFlow slicing Lambda layer", "__lambda__": "a serialized Python lambda"}
 _LAMBDA_FIX = ("replace it with built-in layers (Rescaling, Activation, Reshape, ...) or a custom layer class registered "
@@ -88,7 +93,7 @@ def load_keras_file(path: Path) -> Any:
 
 def _check_file(path: Path) -> None:
     head = check_model_file(path, "a Keras file", "pass the .keras file (a SavedModel folder has saved_model.pb in it)")
-    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+    if path.suffix.lower() == ".keras" and not is_zip(path):
         raise InputFileError("is not a .keras archive (not a zip file)", path=path,
                              fix="save the model with model.save('model.keras')")
     if path.suffix.lower() in (".h5", ".hdf5") and not head.startswith(HDF5_MAGIC):
@@ -98,25 +103,77 @@ def _check_file(path: Path) -> None:
 def _read_config(path: Path) -> Any:
     """The model's architecture JSON, read without Keras: ``config.json`` or the HDF5 ``model_config`` attribute."""
     try:
+        hdf5_config = _read_hdf5(path)
         if path.suffix.lower() == ".keras":
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        import h5py
-
-        with h5py.File(path, "r") as store:
-            text = store.attrs.get("model_config")
-        if text is None:
+                return json.loads(read_member(archive, "config.json", CONFIG_LIMIT))
+        if hdf5_config is None:
             raise InputFileError("holds weights only (no model_config), not a model", path=path,
                                  fix="save the whole model with model.save(), not save_weights()")
-        return json.loads(text.decode() if isinstance(text, bytes) else text)
+        return json.loads(hdf5_config)
     except InputFileError:
         raise
     except KeyError:
         raise InputFileError("is a zip archive without config.json, not a Keras model", path=path,
                              fix="save the model with model.save('model.keras')") from None
-    except Exception as exc:  # zip/HDF5/JSON corruption
+    except Exception as exc:  # zip/JSON corruption, a config too large or nested too deep
         raise InputFileError(f"cannot be read as a Keras model ({first_line(exc)})", path=path,
                              fix="save the model again") from None
+
+
+#: Run in a child process by :func:`_read_hdf5`. The first line takes the working folder off sys.path (``-c``
+#: puts it first), so a stray h5py.py or json.py there cannot stand in for the real modules.
+_HDF5_READER = """
+import sys; sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+import json, zipfile
+import h5py
+
+def read_all(store):
+    def visit(_, item):
+        for key in item.attrs:
+            item.attrs[key]
+        if isinstance(item, h5py.Dataset):
+            item[()]
+    for key in store.attrs:
+        store.attrs[key]
+    store.visititems(visit)
+    text = store.attrs.get("model_config")
+    print(json.dumps(text.decode() if isinstance(text, bytes) else text))
+
+path = sys.argv[1]
+if path.lower().endswith(".keras"):
+    with zipfile.ZipFile(path) as archive:
+        if "model.weights.h5" not in archive.namelist():
+            print("null")
+            sys.exit()
+        with archive.open("model.weights.h5") as fh, h5py.File(fh, "r") as store:
+            read_all(store)
+else:
+    with h5py.File(path, "r") as store:
+        read_all(store)
+"""
+
+
+def _read_hdf5(path: Path) -> str | None:
+    """Read every attribute and dataset of the file's HDF5 part (the ``.h5`` itself, or a ``.keras`` file's weights)
+    in a child process, and return its ``model_config`` attribute (None when it has none).
+
+    The HDF5 library segfaults or loops forever on some damaged files; in a child that ends one process, which
+    becomes a one-line error here, and Keras reads the file afterwards only once it is known to be readable.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-c", _HDF5_READER, str(path)], capture_output=True, text=True,
+                              timeout=HDF5_READ_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise InputFileError(f"reading its HDF5 data did not finish in {HDF5_READ_TIMEOUT_S} s (a damaged file)",
+                             path=path, fix="save the model again") from None
+    if done.returncode < 0:
+        raise InputFileError(f"the HDF5 library crashed reading it (signal {-done.returncode}): the file is damaged",
+                             path=path, fix="save the model again")
+    if done.returncode > 0:
+        reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise InputFileError(f"cannot be read as a Keras model ({reason})", path=path, fix="save the model again")
+    return json.loads(done.stdout)
 
 
 def _refuse_unsafe_layers(config: Any, path: Path) -> None:

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgedl.converters.model_file import read_member
+from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, UnsafeFileError
 
 _OP_NAMESPACES = {"aten", "prims", "higher_order"}
@@ -42,6 +44,7 @@ _EXPR_NAMES = {
 }
 _SYMBOL_NAME = re.compile(r"[a-z]+[0-9]+")
 _EXPR_OPS = {"+", "-", "*", "/", "//", "%", "**", "(", ")", ",", "=", "<", ">", "<=", ">=", "==", "!=", "&", "|", "~"}
+MODEL_JSON_LIMIT = 64 << 20  # a vision model's graph is a few MB of JSON
 _REFUSE_FIX = "export the model again with torch.export and torch.export.save from a trusted environment"
 
 
@@ -49,7 +52,7 @@ def check_pt2_archive(path: Path) -> None:
     """Refuse a ``.pt2`` file that is not a plain ``torch.export`` archive of operator calls."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # BadZipFile, UnicodeDecodeError (a name flagged UTF-8 that is not), EOFError, ...
         raise InputFileError("is not a torch.export program (not a .pt2 zip archive)", path=path,
                              fix="save the program with torch.export.save(program, 'model.pt2')") from None
     with archive:
@@ -65,9 +68,9 @@ def check_pt2_archive(path: Path) -> None:
                                       fix="export a model whose constants are plain tensors")
         for name in models:
             try:
-                document = json.loads(archive.read(name))
-            except (ValueError, zipfile.BadZipFile, OSError) as exc:
-                raise InputFileError(f"{name} cannot be read ({exc})", path=path, fix=_REFUSE_FIX) from None
+                document = json.loads(read_member(archive, name, MODEL_JSON_LIMIT))
+            except Exception as exc:  # a damaged member or JSON, too large, nested deeper than Python's stack
+                raise InputFileError(f"{name} cannot be read ({first_line(exc)})", path=path, fix=_REFUSE_FIX) from None
             _check_document(document, path)
 
 
@@ -76,7 +79,10 @@ def _check_document(document: Any, path: Path) -> None:
         raise InputFileError("model JSON is not an object", path=path, fix=_REFUSE_FIX)
     if document.get("guards_code"):
         raise UnsafeFileError("carries guard code that torch would compile and run", path=path, fix=_REFUSE_FIX)
-    for key in dict(document.get("range_constraints") or {}):
+    constraints = document.get("range_constraints") or {}
+    if not isinstance(constraints, dict):
+        raise InputFileError("model JSON has malformed range_constraints", path=path, fix=_REFUSE_FIX)
+    for key in constraints:
         _check_expression(str(key), path)
     for key, value in _walk(document):
         if key == "target" and isinstance(value, str):

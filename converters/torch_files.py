@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedl.converters.model_file import check_model_file
+from edgedl.converters.model_file import check_model_file, is_zip
 from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, MissingDependencyError, UnsafeFileError
 
@@ -71,12 +71,12 @@ def load_torch_file(path: Path) -> TorchProgram:
 
 def _sniff(path: Path) -> str:
     """What a PyTorch file holds, from its zip listing (never by unpickling)."""
-    if not zipfile.is_zipfile(path):
+    if not is_zip(path):
         return "pickle"  # legacy torch.save format or a bare pickle; the weights-only loader decides
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # BadZipFile, UnicodeDecodeError (a name flagged UTF-8 that is not), EOFError, ...
         return "unknown"
     if any(re.fullmatch(r"[^/]+/models/[^/]+\.json", n) for n in names):
         return "torch.export"

@@ -9,16 +9,19 @@ tensor names are used directly.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
 
+from edgedl.converters.model_file import read_regular_file
 from edgedl.errors import InputFileError
 from edgedl.fsutil import atomic_write_bytes
 
 #: TensorRT's version number in the header (8.6.1 → 8601). A runtime of another version rewrites it.
 DEFAULT_TRT_VERSION = "8601"
 CALIBRATOR = "EntropyCalibration2"
+CACHE_LIMIT = 64 << 20  # one short line per tensor: even huge models stay under a few MB
 
 
 def _hex(scale: float) -> str:
@@ -48,9 +51,9 @@ def write_cache(path: Path, amax: Mapping[str, float], trt_version: str = DEFAUL
 def read_cache(path: Path) -> tuple[str, dict[str, float]]:
     """Parse a cache: (header, tensor name → scale)."""
     try:
-        lines = path.read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read calibration cache ({exc})", path=path,
+        lines = read_regular_file(path, CACHE_LIMIT).decode("ascii").splitlines()
+    except (OSError, ValueError) as exc:  # unreadable, a pipe or device, too large, not ASCII
+        raise InputFileError(f"cannot read calibration cache ({getattr(exc, 'strerror', None) or exc})", path=path,
                              fix="re-run edgedl convert --int8 --target tensorrt") from None
     if not lines or not lines[0].startswith("TRT-"):
         raise InputFileError("not a TensorRT calibration cache (no TRT- header)", path=path,
@@ -59,10 +62,13 @@ def read_cache(path: Path) -> tuple[str, dict[str, float]]:
     for number, line in enumerate(lines[1:], start=2):
         name, sep, value = line.rpartition(": ")
         try:
-            if not sep or len(value) != 8:
+            if not sep or not name or len(value) != 8:
                 raise ValueError
-            scales[name] = struct.unpack(">f", bytes.fromhex(value))[0]
-        except ValueError:
+            scale = struct.unpack(">f", bytes.fromhex(value))[0]
+            if not (math.isfinite(scale) and scale > 0):  # TensorRT would build an engine of NaNs from it
+                raise ValueError
+            scales[name] = scale
+        except (ValueError, struct.error):  # struct.error: hex with spaces in it ("3c 01 02") is too short
             raise InputFileError(f"calibration cache line {number} is malformed", path=path,
                                  fix="re-run edgedl convert --int8 --target tensorrt") from None
     return lines[0], scales

@@ -8,15 +8,19 @@ rather than guessing.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgedl.converters.model_file import read_regular_file
 from edgedl.errors import BundleError
 from edgedl.preprocess import PreprocessSpec
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgedl.json"
+#: Far more than any manifest needs (labels included): a bigger file is refused before it is read.
+MANIFEST_LIMIT = 16 << 20
 TASKS: tuple[str, ...] = ("classify", "detect", "segment", "raw")
 
 
@@ -38,8 +42,29 @@ class TensorInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorInfo:
-        """Parse the manifest form."""
-        return cls(str(data["name"]), str(data["dtype"]), list(data["shape"]), data.get("layout"))
+        """Parse the manifest form; dims must be integers or names, the layout a name."""
+        shape, layout = data["shape"], data.get("layout")
+        if not isinstance(shape, list) or not all(_is_int(d) or isinstance(d, str) for d in shape):
+            raise ValueError(f"tensor {data['name']!r} shape must be a list of integers and names")
+        if layout is not None and not isinstance(layout, str):
+            raise ValueError(f"tensor {data['name']!r} layout must be a name like NCHW")
+        return cls(str(data["name"]), str(data["dtype"]), shape, layout)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_spec_types(pre: dict[str, Any]) -> None:
+    """PreprocessSpec checks values, not types: sizes must be integers and the arithmetic finite numbers."""
+    for key in ("width", "height", "pad_value"):
+        if key in pre and not _is_int(pre[key]):
+            raise ValueError(f"preprocess {key} must be an integer")
+    for key in ("scale", "mean", "std"):
+        values = pre.get(key, [])
+        for value in values if isinstance(values, list) else [values]:
+            if not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value):
+                raise ValueError(f"preprocess {key} must be finite numbers")
 
 
 @dataclass
@@ -134,6 +159,9 @@ class Manifest:
             if pre is not None:
                 pre = dict(pre)
                 pre_input = pre.pop("input", None)
+                if pre_input is not None and not isinstance(pre_input, str):
+                    raise ValueError("preprocess input must be a tensor name")
+                _check_spec_types(pre)
                 spec = PreprocessSpec.from_dict(pre)
             else:
                 pre_input = None
@@ -156,7 +184,7 @@ class Manifest:
         except BundleError:
             raise
         except Exception as exc:  # KeyError, TypeError, ValueError, UsageError from the spec
-            raise BundleError(f"manifest is malformed ({type(exc).__name__}: {exc})", path=path,
+            raise BundleError(f"manifest is malformed ({exc!r})", path=path,  # repr: one line whatever the values hold
                               fix="re-run edgedl convert to rebuild the bundle") from exc
         if manifest.task not in TASKS:
             raise BundleError(f"unknown task {manifest.task!r}", path=path, fix=f"use one of {', '.join(TASKS)}")
@@ -172,15 +200,23 @@ class Manifest:
     def read(cls, path: Path) -> Manifest:
         """Read ``edgedl.json`` from disk."""
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_regular_file(path, MANIFEST_LIMIT).decode("utf-8")
         except FileNotFoundError:
             raise BundleError("no edgedl.json manifest here", path=path.parent,
                               fix="pass a folder made by edgedl convert") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BundleError(f"cannot read manifest ({exc})", path=path, fix="re-run edgedl convert") from None
+        except (OSError, ValueError) as exc:  # unreadable, a pipe or device, too large, not UTF-8
+            raise BundleError(f"cannot read manifest ({getattr(exc, 'strerror', None) or exc})", path=path,
+                              fix="re-run edgedl convert") from None
         try:
             data = json.loads(text)
+            json.dumps(data, ensure_ascii=False).encode("utf-8")  # text that could never be printed or written out
         except json.JSONDecodeError as exc:
             raise BundleError(f"manifest is not valid JSON ({exc.msg} at line {exc.lineno})", path=path,
+                              fix="re-run edgedl convert to rebuild the bundle") from None
+        except UnicodeEncodeError:
+            raise BundleError("manifest holds text that is not valid Unicode (an unpaired surrogate escape)", path=path,
+                              fix="re-run edgedl convert to rebuild the bundle") from None
+        except (ValueError, RecursionError):  # a number of thousands of digits, or nesting deeper than Python's stack
+            raise BundleError("manifest is not valid JSON (a number too long or nesting too deep)", path=path,
                               fix="re-run edgedl convert to rebuild the bundle") from None
         return cls.from_dict(data, path)

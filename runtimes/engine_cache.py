@@ -8,6 +8,8 @@ its bytes match the recorded hash; anything else is a miss and is rebuilt.
 Writes are atomic (temporary file, fsync, rename; the record last, so a record never
 points at a half-written plan), and an exclusive lock per key means two processes
 that miss at once build the engine once: the second waits, then finds the first's.
+A writer killed mid-write leaves at most a temporary file, which the next build of
+that key removes; a disk that refuses the write is an :class:`OutputError`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgedl.converters.model_file import read_regular_file
 from edgedl.errors import BundleError, DeviceError
-from edgedl.fsutil import atomic_write_bytes, sha256_file
+from edgedl.fsutil import atomic_write_bytes, partial_files, sha256_file, write_failure
 
 log = logging.getLogger("edgedl.runtimes")
 FORMAT = 1
+RECORD_LIMIT = 1 << 20  # a record is a few hundred bytes; anything near this is not one
+FULL_DISK_FIX = "free space on that disk and load again (the engine is rebuilt)"
 T = TypeVar("T")
 
 
@@ -74,17 +79,20 @@ class EngineCache:
         if not record_path.exists():
             return None
         try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            record = _read_record(record_path)
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("engine record %s is unreadable (%s); rebuilding", record_path, exc)
             return None
         if not isinstance(record, dict) or record.get("key") != key.fields:
             log.warning("engine record %s does not match the requested key; rebuilding", record_path)
             return None
+        size = record.get("plan_bytes")
         try:
-            data = plan_path.read_bytes()
-        except OSError as exc:
-            log.warning("engine plan %s is unreadable (%s); rebuilding", plan_path, exc.strerror or exc)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError("the record names no plan size")
+            data = read_regular_file(plan_path, size)  # no more than the record promises: a plan can be large
+        except (OSError, ValueError) as exc:
+            log.warning("engine plan %s is unreadable (%s); rebuilding", plan_path, getattr(exc, "strerror", None) or exc)
             return None
         if hashlib.sha256(data).hexdigest() != record.get("plan_sha256"):
             log.warning("engine plan %s does not match its recorded sha256 (truncated or altered); rebuilding",
@@ -93,15 +101,30 @@ class EngineCache:
         return data
 
     def store(self, key: EngineKey, plan: bytes, details: dict[str, Any] | None = None) -> Path:
-        """Write the plan, then its record, each atomically. Returns the plan's path."""
+        """Write the plan, then its record, each atomically. Returns the plan's path.
+
+        An ``OSError`` (a full disk) leaves neither: a plan without its record is never loaded, so it is removed.
+        """
         plan_path, record_path, _ = self._paths(key)
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(plan_path, plan)
         record = {"key_id": key.id, "key": key.fields, "plan": plan_path.name, "plan_bytes": len(plan),
                   "plan_sha256": hashlib.sha256(plan).hexdigest(),
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **(details or {})}
-        atomic_write_bytes(record_path, (json.dumps(record, indent=2) + "\n").encode())
+        try:
+            atomic_write_bytes(record_path, (json.dumps(record, indent=2) + "\n").encode())
+        except BaseException:
+            self.remove(key)
+            raise
         return plan_path
+
+    def discard_partial(self, key: EngineKey) -> None:
+        """Remove the temporary files a process killed while storing ``key`` left; call it holding :meth:`lock`."""
+        plan_path, record_path, _ = self._paths(key)
+        for path in partial_files(plan_path) + partial_files(record_path):
+            log.info("removing %s, left by an interrupted engine write", path)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def remove(self, key: EngineKey) -> None:
         """Forget ``key``'s plan (record first, so no record outlives its plan)."""
@@ -115,9 +138,13 @@ class EngineCache:
         """Hold an exclusive, process-wide lock on ``key`` (released by the OS if the holder dies)."""
         import fcntl
 
-        self.folder.mkdir(parents=True, exist_ok=True)
         _, _, lock_path = self._paths(key)
-        with open(lock_path, "a+b") as fh:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+b")
+        except OSError as exc:
+            raise write_failure(exc, lock_path, FULL_DISK_FIX) from exc
+        with fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -136,19 +163,24 @@ class EngineCache:
         found = []
         for record_path in sorted(self.folder.glob("*.json")):
             try:
-                record = json.loads(record_path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                record = _read_record(record_path)
+            except (OSError, ValueError, RecursionError):
                 found.append({"key_id": record_path.stem, "key": {}, "status": "record unreadable"})
                 continue
             if not isinstance(record, dict) or "plan_sha256" not in record:
                 continue  # not an engine record (e.g. the CPU runtime timing)
-            plan = self.folder / str(record.get("plan", record_path.stem + ".plan"))
+            plan = record_path.with_suffix(".plan")  # never the record's own "plan" field: it could name any file
             if not plan.is_file():
                 record["status"] = "plan missing"
             else:
                 record["status"] = "ok" if sha256_file(plan) == record.get("plan_sha256") else "plan altered"
             found.append(record)
         return found
+
+
+def _read_record(path: Path) -> Any:
+    """A record's JSON; OSError, ValueError (not UTF-8 or JSON, too large) or RecursionError (nested too deep) if bad."""
+    return json.loads(read_regular_file(path, RECORD_LIMIT).decode("utf-8"))
 
 
 def writable(folder: Path) -> bool:
@@ -190,8 +222,12 @@ def get_or_build(cache: EngineCache, key: EngineKey, build: Callable[[], tuple[b
         engine = cached()
         if engine is not None:
             return engine, False
+        cache.discard_partial(key)
         plan, details = build()
-        cache.store(key, plan, details)
+        try:
+            cache.store(key, plan, details)
+        except OSError as exc:
+            raise write_failure(exc, cache.plan_path(key), FULL_DISK_FIX) from exc
         engine = deserialize(plan)
         if engine is None:
             cache.remove(key)
