@@ -89,6 +89,14 @@ def summary_table(manifest: Manifest, sizes: dict[str, int]) -> Table:
 def print_manifest(manifest: Manifest, sizes: dict[str, int], console: Console | None = None) -> None:
     """Print the summary, the validation and the candidate tables."""
     console = console or Console()
-    for table in (summary_table(manifest, sizes), validation_table(manifest), candidates_table(manifest)):
+    console.print(summary_table(manifest, sizes))
+    for build in (validation_table, candidates_table):
+        try:
+            table = build(manifest)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            # The validation record is data from the file, not code: an altered one is reported, not a crash.
+            console.print(f"[yellow]the manifest's {build.__name__.removesuffix('_table')} record is malformed "
+                          "(an altered edgedl.json?); re-run edgedl convert to rebuild it[/yellow]")
+            continue
         if table is not None:
             console.print(table)

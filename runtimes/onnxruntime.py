@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgedl.errors import UsageError
+from edgedl.errors import EdgeDLError, InputFileError, UsageError
 from edgedl.runtimes.base import LoadOptions, TensorSpec, np_dtype
 from edgedl.runtimes.source import ModelSource
 
@@ -84,5 +85,17 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRunti
     from edgedl.runtimes.ort_session import cpu_session
 
     variant, precision = choose_variant(source, precision)
-    session = cpu_session(source.file(variant).path)
+    path = source.file(variant).path
+    try:
+        session = cpu_session(path)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (InvalidProtobuf, Fail, …) for bad models
+        raise model_load_error(path, exc) from None
     return OnnxRuntimeBackend(session, NAME, variant, precision)
+
+
+def model_load_error(path: Path, exc: BaseException, kind: type[EdgeDLError] = InputFileError,
+                     fix: str = "re-run edgedl convert to rebuild the bundle, or check that the ONNX file is complete"
+                     ) -> EdgeDLError:
+    """A one-line error for a model ONNX Runtime could not load (damaged, altered or unsupported file)."""
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return kind(f"ONNX Runtime cannot load this model ({type(exc).__name__}: {first_line})", path=path, fix=fix)

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgedl.errors import DeviceError
 from edgedl.runtimes.base import LoadOptions, device_array_interface
-from edgedl.runtimes.onnxruntime import OnnxRuntimeBackend, cpu_variant
+from edgedl.runtimes.onnxruntime import OnnxRuntimeBackend, cpu_variant, model_load_error
 from edgedl.runtimes.source import ModelSource
 
 NAME = "onnxruntime-gpu"
@@ -105,7 +105,12 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRunti
     tensorrt_provider = TRT_EP in _available()
     variant, precision = choose_variant(source, precision, tensorrt_provider)
     providers = _providers(source, precision, options.device, tensorrt_provider)
-    session = ort.InferenceSession(str(source.file(variant).path), session_options(), providers=providers)
+    path = source.file(variant).path
+    try:
+        session = ort.InferenceSession(str(path), session_options(), providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for bad models and failed providers
+        raise model_load_error(path, exc, DeviceError, "check the CUDA/cuDNN/TensorRT libraries match this "
+                               "onnxruntime-gpu build; if the file is damaged, re-run edgedl convert") from None
     active = session.get_providers()
     if active[0] not in (TRT_EP, CUDA_EP):
         raise DeviceError(f"onnxruntime could not start a GPU provider (it fell back to {active[0]})",
