@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("--require-gpu was given but no CUDA device is usable here")
     for item in gpu_items:
         item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+@pytest.fixture(autouse=True)
+def _subnormal_floats_back_on() -> Iterator[None]:
+    """tools/models.py trains with torch.set_flush_denormal(True), a process-wide CPU flag; turn it off after
+    each test, so later tests (hypothesis refuses to draw floats without subnormals) see IEEE arithmetic."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(False)
 
 
 @pytest.fixture(scope="session")
