@@ -76,8 +76,8 @@ def test_the_soak_catches_a_sink_that_keeps_every_frame(classifier: Path) -> Non
     with edgedl.load(classifier, backend="onnxruntime") as model:
         report = soak.soak(model, "synthetic://noise?width=64&height=48&fps=0", frames=6_000, warmup=1_000,
                            slice_size=500, interval_s=0.1, sink=hoarder, on_line=None)
-    _, growth, spread = report.growth()
-    assert growth > 20 and spread > 20, soak.summarize(report)
+    _, growth, rise = report.growth()
+    assert growth > 20 and rise > 20, soak.summarize(report)
     assert any(v.startswith("memory grew") for v in report.violations())
 
 
@@ -96,6 +96,11 @@ def _report(**changes: object) -> soak.SoakReport:
 @pytest.mark.parametrize(("changes", "words"), [
     ({}, None),
     ({"samples": [soak.Sample(float(i), 1000 * i, 0, 150.0 + 1.0 * i, 8, 12) for i in range(1, 31)]}, "memory grew"),
+    # memory handed back once mid-run (the allocator trimming what earlier work left) is not growth...
+    ({"samples": [soak.Sample(float(i), 1000 * i, 0, 240.0 if i < 10 else 150.0, 8, 12) for i in range(1, 31)]}, None),
+    # ...but a step up that stays is, even when the line fitted to the whole run stays under the bound
+    ({"samples": [soak.Sample(float(i), 1000 * i, 0, 150.0 + 25.0 * (i > 25), 8, 12) for i in range(1, 31)]},
+     "rise 25.0 MB"),
     ({"samples": [soak.Sample(float(i), 1000 * i, 0, 150.0, 8 + (i > 20), 12) for i in range(1, 31)]}, "threads grew"),
     ({"samples": [soak.Sample(float(i), 1000 * i, 0, 150.0, 8, 12 + i // 10) for i in range(1, 31)]},
      "file descriptors grew"),
@@ -210,8 +215,8 @@ def test_loading_and_closing_a_model_500_times_leaves_memory_and_threads_flat(cl
         if i >= 50 and i % 10 == 0:
             seconds.append(time.monotonic() - started)
             rss.append(soak.rss_mb())
-    slope, growth, spread = soak.memory_growth(seconds, rss)
+    slope, growth, rise = soak.memory_growth(seconds, rss)
     print(f"{backend}: 500 loads in {time.monotonic() - started:.1f} s, RSS {slope:+.1f} MB/h, "
-          f"fitted growth {growth:+.2f} MB, spread {spread:.2f} MB")
-    assert growth < 5.0 and spread < 5.0, (growth, spread)
+          f"fitted growth {growth:+.2f} MB, rise {rise:.2f} MB")
+    assert growth < 5.0 and rise < 5.0, (growth, rise)
     assert soak.settled(before) == before

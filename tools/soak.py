@@ -10,7 +10,8 @@ descriptors, the p99 latency of the latest slice of results and the drops so far
 bounds are checked, and the script exits 1 when one is violated:
 
 - memory after warm-up: a straight line fitted to the RSS samples (``numpy.polyfit``) may grow by
-  less than ``--max-growth-mb`` over the run, and the samples may spread by less than that too;
+  less than ``--max-growth-mb`` over the run, and no sample may stand that much above the lowest one
+  before it (memory handed back to the system mid-run, a drop, is not growth);
 - threads and file descriptors at the end of the run no more than when warm-up ended, and once
   the stream has stopped, no more than before it started;
 - queue depths never above their bounds, in the pipeline and in the source;
@@ -82,11 +83,17 @@ def settled(baseline: tuple[int, int], timeout: float = SETTLE_S) -> tuple[int, 
 
 
 def memory_growth(seconds: Sequence[float], rss: Sequence[float]) -> tuple[float, float, float]:
-    """Slope (MB per hour) of a line fitted to RSS samples, the growth it predicts over their span (MB), and their spread (MB)."""
+    """Slope (MB per hour) of a line fitted to RSS samples, the growth it predicts over their span (MB), and their rise (MB).
+
+    The rise is the most any sample stands above the lowest sample taken before it: a leak raises
+    it, while memory released once (a garbage collection, an allocator trimming its heap) does not.
+    """
     if len(rss) < 2:
         return 0.0, 0.0, 0.0
-    slope = float(np.polyfit(np.asarray(seconds, np.float64), np.asarray(rss, np.float64), 1)[0])
-    return slope * 3600.0, slope * (seconds[-1] - seconds[0]), float(max(rss) - min(rss))
+    values = np.asarray(rss, np.float64)
+    slope = float(np.polyfit(np.asarray(seconds, np.float64), values, 1)[0])
+    rise = float(np.max(values - np.minimum.accumulate(values)))
+    return slope * 3600.0, slope * (seconds[-1] - seconds[0]), rise
 
 
 class LatencySlices:
@@ -138,7 +145,7 @@ class SoakReport:
         return [s for s in self.samples if s.frames >= self.warmup]
 
     def growth(self) -> tuple[float, float, float]:
-        """Memory after warm-up: slope (MB/h), fitted growth over the run (MB) and spread (MB); see :func:`memory_growth`."""
+        """Memory after warm-up: slope (MB/h), fitted growth over the run (MB) and rise (MB); see :func:`memory_growth`."""
         warm = self.warm
         return memory_growth([s.seconds for s in warm], [s.rss_mb for s in warm])
 
@@ -155,9 +162,9 @@ class SoakReport:
         warm, windows = self.warm, self.window_p99s()
         if len(warm) < 3 or windows is None:
             found.append(f"too short to judge: {len(warm)} samples and {len(self.p99s)} latency slices after warm-up")
-        _, growth, spread = self.growth()
-        if growth >= max_growth_mb or spread >= max_growth_mb:
-            found.append(f"memory grew: fitted {growth:.1f} MB, spread {spread:.1f} MB (bound {max_growth_mb:g} MB)")
+        _, growth, rise = self.growth()
+        if growth >= max_growth_mb or rise >= max_growth_mb:
+            found.append(f"memory grew: fitted {growth:.1f} MB, rise {rise:.1f} MB (bound {max_growth_mb:g} MB)")
         if warm:  # first and last only: a read stuck for a while during a reconnection is not growth
             for name, attr in (("threads", "threads"), ("file descriptors", "fds")):
                 start, end = getattr(warm[0], attr), getattr(warm[-1], attr)
@@ -249,12 +256,12 @@ def _line(sample: Sample, previous: Sample | None, p99s: list[float]) -> str:
 
 def summarize(report: SoakReport) -> str:
     """The figures of a finished soak, a few lines."""
-    slope, growth, spread = report.growth()
+    slope, growth, rise = report.growth()
     windows = report.window_p99s()
     p99 = f"{windows[0]:.2f} ms first, {windows[1]:.2f} ms last window" if windows else "fewer than two windows"
     return (f"frames: {report.captured} captured = {report.processed} processed + {report.dropped} dropped "
             f"+ {report.discarded} left at the stop\n"
-            f"memory after warm-up: {slope:+.2f} MB/h, fitted growth {growth:+.2f} MB, spread {spread:.2f} MB "
+            f"memory after warm-up: {slope:+.2f} MB/h, fitted growth {growth:+.2f} MB, rise {rise:.2f} MB "
             f"over {len(report.warm)} samples\n"
             f"p99 latency: {p99} ({len(report.p99s)} slices, {report.slices_per_window} a window)\n"
             f"threads/fds: {report.before} before, {report.after} after; queue depth {report.max_depth} "
