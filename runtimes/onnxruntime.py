@@ -87,7 +87,10 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRunti
     variant, precision = choose_variant(source, precision)
     path = source.file(variant).path
     try:
-        session = cpu_session(path)
+        # The TensorRT variant runs here as convert validated it: Q/DQ as written. Fused into ONNX Runtime's
+        # s8s8 CPU kernels it can lose accuracy (see converters/int8.py); a bundle meant to be fast on a CPU
+        # has the "int8" variant (convert --target cpu|all).
+        session = cpu_session(path, fuse_qdq=variant != "int8-trt")
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (InvalidProtobuf, Fail, …) for bad models
         raise model_load_error(path, exc) from None
     return OnnxRuntimeBackend(session, NAME, variant, precision)

@@ -25,13 +25,18 @@ def physical_cores() -> int:
     return os.cpu_count() or 1
 
 
-def session_options(threads: int | None = None):  # -> onnxruntime.SessionOptions
+def session_options(threads: int | None = None, fuse_qdq: bool = True):  # -> onnxruntime.SessionOptions
     """Options every edgedl session shares: all graph optimizations, one intra-op thread per physical core,
-    and the memory arena and pattern planner, so activations are reused between runs instead of allocated per call."""
+    and the memory arena and pattern planner, so activations are reused between runs instead of allocated per call.
+
+    ``fuse_qdq=False`` stops at the basic optimizations, which leave QuantizeLinear/DequantizeLinear pairs
+    as written instead of fusing them into ONNX Runtime's own integer kernels.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if fuse_qdq
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     options.intra_op_num_threads = threads or physical_cores()
     options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = True
@@ -43,9 +48,10 @@ def session_options(threads: int | None = None):  # -> onnxruntime.SessionOption
     return options
 
 
-def cpu_session(model: str | Path | bytes, threads: int | None = None):  # -> onnxruntime.InferenceSession
-    """An ONNX Runtime CPU session with the shared tuned options."""
+def cpu_session(model: str | Path | bytes, threads: int | None = None,
+                fuse_qdq: bool = True):  # -> onnxruntime.InferenceSession
+    """An ONNX Runtime CPU session with the shared tuned options (see :func:`session_options` for ``fuse_qdq``)."""
     import onnxruntime as ort
 
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, session_options(threads, fuse_qdq), providers=["CPUExecutionProvider"])

@@ -636,6 +636,8 @@ def make_module(version: str = "10.3.0", gpu: FakeGpu | None = None) -> types.Mo
 
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = 1
+                # Q/DQ as written, as TensorRT computes it, not fused into ONNX Runtime's own int8 kernels
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
                 self._session = ort.InferenceSession(self._plan["onnx"], options, providers=["CPUExecutionProvider"])
             outputs = self._session.run(None, feeds)
             if self._plan["precision"] in ("fp16", "int8-calibrated"):

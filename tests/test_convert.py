@@ -12,7 +12,7 @@ from tiny import tiny_classifier
 import edgedl
 from edgedl.converters.trt_cache import read_cache
 from edgedl.errors import AccuracyGateError
-from edgedl.runtimes.ort_session import cpu_session
+from edgedl.runtimes.ort_session import cpu_session, session_options
 
 
 @pytest.fixture
@@ -42,6 +42,7 @@ def test_int8_all_targets_writes_every_variant_and_record(tmp_path: Path, arrays
     int8_points = [onnx.numpy_helper.to_array(z) for z in zero_points]
     int8_points = [z for z in int8_points if z.dtype != np.int32]  # biases are int32 by design
     assert int8_points and all(z.dtype == np.int8 and not z.any() for z in int8_points)
+    assert m.validation["variants"]["int8-trt"]["excluded_nodes"] == []  # this model needs no layer kept in float
     header, scales = read_cache(bundle.path / "calibration.cache")
     assert header.startswith("TRT-") and scales["images"] == pytest.approx(1.0 / 127, rel=0.05)
     # FP16 keeps float32 at the edges.
@@ -59,6 +60,24 @@ def test_same_seed_same_split(tmp_path: Path, arrays: Path) -> None:
     assert a.calibration == b.calibration != c.calibration
     # Same samples, same scales: the TensorRT variant (no timing-dependent choice) is byte-identical.
     assert a.variants["int8-trt"].sha256 == b.variants["int8-trt"].sha256 != c.variants["int8-trt"].sha256
+
+
+def test_a_tensorrt_variant_is_checked_with_its_qdq_as_written(tmp_path: Path, arrays: Path) -> None:
+    """TensorRT sums int8 products exactly; the check runs the Q/DQ nodes themselves, not ORT's fused int8 kernels."""
+    import onnxruntime as ort
+
+    bundle = edgedl.convert(tiny_classifier(tmp_path / "m.onnx"), int8=True, calib_data=arrays, target="tensorrt")
+    optimized = tmp_path / "as-run.onnx"
+    options = session_options(fuse_qdq=False)
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(bundle.file("int8-trt")), options, providers=["CPUExecutionProvider"])
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= {n.op_type for n in onnx.load(str(optimized)).graph.node}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    node_by_node = ort.InferenceSession(str(bundle.file("int8-trt")), options, providers=["CPUExecutionProvider"])
+    x = np.load(arrays)[:8]
+    checked = cpu_session(bundle.file("int8-trt"), fuse_qdq=False).run(None, {"images": x})[0]
+    np.testing.assert_allclose(checked, node_by_node.run(None, {"images": x})[0], rtol=1e-5, atol=1e-6)
 
 
 def test_gate_failure_writes_nothing(tmp_path: Path, arrays: Path) -> None:

@@ -51,6 +51,17 @@ def test_every_precision_on_every_cpu_backend_stays_close_to_fp32(bundle: Path, 
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_a_bundle_with_only_the_tensorrt_int8_variant_runs_it_on_the_cpu_as_validated(bundle: Path) -> None:
+    manifest = json.loads((bundle / "edgedl.json").read_text())
+    del manifest["variants"]["int8"]
+    (bundle / "edgedl.json").write_text(json.dumps(manifest))
+    with edgedl.load(bundle, backend="onnxruntime", precision="int8") as model:
+        assert model.variant == "int8-trt"
+        out = model(X)["logits"]
+    np.testing.assert_allclose(out, cpu_session(bundle / "model.int8.trt.onnx", fuse_qdq=False).run(None, {"images": X})[0],
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_openvino_computes_in_float32_even_where_the_cpu_has_bfloat16(bundle: Path) -> None:
     pytest.importorskip("openvino")
     with edgedl.load(bundle, backend="openvino", precision="fp32") as model:
