@@ -48,6 +48,22 @@ def _subnormal_floats_back_on() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """``fake://`` sources (tests/fake_sources.py) registered like any other scheme, on a copy of the registry;
+    the test appends the FakeDevices it makes, and their hung reads are released afterwards."""
+    from fake_sources import make_reader
+
+    from edgedl.sources import register_reader, registry
+
+    monkeypatch.setattr(registry, "READERS", dict(registry.READERS))
+    register_reader("fake", make_reader)
+    devices: list = []
+    yield devices
+    for device in devices:
+        device.release()
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

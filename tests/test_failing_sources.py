@@ -28,14 +28,13 @@ import cv2
 import numpy as np
 import pytest
 import soak
-from fake_sources import FROZEN, HANG, NONE, RAISE, REFUSE, FakeDevice, frames, make_reader
+from fake_sources import FROZEN, HANG, NONE, RAISE, REFUSE, FakeDevice, frames
 from tiny import tiny_classifier
 
 import edgedl
 from edgedl.errors import InputFileError
 from edgedl.pipeline import Pipeline, PipelineStats
 from edgedl.results import Result, SourceEvent
-from edgedl.sources import register_reader, registry
 from edgedl.sources.stream import MAX_STUCK_READS
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts file descriptors through /proc")
@@ -61,17 +60,6 @@ def model(classifier: Path) -> Iterator[edgedl.Model]:
     with edgedl.load(classifier, backend="onnxruntime") as loaded:
         _stream(loaded, "synthetic://shapes?width=64&height=48&fps=0&frames=3")  # first-use pools and caches
         yield loaded
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeDevice]]:
-    """``fake://`` registered like any other scheme (on a copy of the registry); hung reads released afterwards."""
-    monkeypatch.setattr(registry, "READERS", dict(registry.READERS))
-    register_reader("fake", make_reader)
-    devices: list[FakeDevice] = []
-    yield devices
-    for device in devices:
-        device.release()
 
 
 @dataclass

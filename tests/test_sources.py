@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -25,17 +24,6 @@ from edgedl.sources.frame_queue import FrameQueue
 from edgedl.sources.moving_shapes import MovingShapes
 
 FAST = {"read_timeout": 0.3, "backoff": (0.02, 0.08)}  # short deadlines and delays keep the failure tests quick
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeDevice]]:
-    """``fake://`` registered like any other scheme (on a copy of the registry); hung reads released afterwards."""
-    monkeypatch.setattr(registry, "READERS", dict(registry.READERS))
-    register_reader("fake", make_reader)
-    devices: list[FakeDevice] = []
-    yield devices
-    for device in devices:
-        device.release()
 
 
 def _device(devices: list[FakeDevice], *scripts, **kwargs) -> FakeDevice:
