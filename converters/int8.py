@@ -38,12 +38,25 @@ class Candidate:
     reason: str
     excluded: list[str] = field(default_factory=list)
     latency_ms: float = float("nan")
+    quantizable: int = 0  # nodes the scheme quantizes when nothing is excluded (known once a repair ranked them)
 
     def summary(self, fp32_ms: float) -> dict[str, Any]:
         """Manifest form."""
         return {**self.scheme.describe(), "passed": self.passed, "reason": self.reason,
                 "latency_ms": round(self.latency_ms, 4), "speedup_vs_fp32": round(fp32_ms / self.latency_ms, 3),
                 "excluded_nodes": self.excluded, "outputs": self.report}
+
+    def mostly_float(self) -> bool:
+        """Whether the repair kept half or more of the quantizable nodes in float: INT8 in name more than in speed."""
+        return self.quantizable > 0 and 2 * len(self.excluded) >= self.quantizable
+
+
+def warn_if_mostly_float(candidate: Candidate, variant: str) -> None:
+    """Say so when a variant passed the gate only by keeping most of the model in float."""
+    if candidate.mostly_float():
+        log.warning("the %s variant passes the accuracy gate only with %d of its %d quantized nodes kept in float, so "
+                    "it runs at about FP32 speed; try --calib-method entropy|percentile or more representative "
+                    "--calib-data, or use --fp16", variant, len(candidate.excluded), candidate.quantizable)
 
 
 @dataclass
@@ -81,6 +94,7 @@ class Evaluator:
             log.info("repair %s: keeping %d node(s) in float", failed.scheme.name, len(exclude))
             last = self.check(failed.scheme, exclude, f"repair{step}")
             if last.passed:
+                last.quantizable = len(quantized)
                 return last
         raise AccuracyGateError(
             f"INT8 ({failed.scheme.name}) fails the accuracy gate even with {len(last.excluded)} layer(s) kept "
@@ -140,10 +154,14 @@ def best_cpu_int8(evaluator: Evaluator, feed: Sample, fp32_session: Any) -> tupl
     if best is None:
         assert failure is not None
         raise failure
+    warn_if_mostly_float(best, "CPU INT8")
     return best, candidates, fp32_ms
 
 
 def tensorrt_int8(evaluator: Evaluator) -> Candidate:
     """The TensorRT explicit-quantization variant, accuracy-checked on ONNX Runtime CPU, repaired if needed."""
     candidate = evaluator.check(TENSORRT_SCHEME, [], "full")
-    return candidate if candidate.passed else evaluator.repair(candidate)
+    if not candidate.passed:
+        candidate = evaluator.repair(candidate)
+        warn_if_mostly_float(candidate, "TensorRT INT8")
+    return candidate

@@ -119,6 +119,31 @@ def test_int8_that_breaks_a_model_is_repaired_by_keeping_the_damaged_layers_in_f
     assert float(ref @ got / (np.linalg.norm(ref) * np.linalg.norm(got))) > 0.99
 
 
+def test_int8_that_passes_only_mostly_in_float_says_so(tmp_path: Path, arrays: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A gate no quantized layer can meet: the repair ends with (nearly) the whole model in float, and a warning."""
+    with caplog.at_level("WARNING", logger="edgedl.int8"):
+        bundle = edgedl.convert(tiny_classifier(tmp_path / "m.onnx"), int8=True, calib_data=arrays, target="all",
+                                min_cosine=0.9999999)
+    variants = bundle.manifest.validation["variants"]
+    assert variants["int8"]["excluded_nodes"] and variants["int8-trt"]["excluded_nodes"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "CPU INT8 variant" in warnings[0] and "TensorRT INT8 variant" in warnings[1]
+    assert all("kept in float" in w and "--fp16" in w for w in warnings)
+
+
+def test_a_repair_that_keeps_a_few_layers_in_float_gives_no_warning(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from tiny import fragile
+
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).uniform(0, 1, (48, 3, 16, 16)).astype(np.float32))
+    with caplog.at_level("WARNING", logger="edgedl.int8"):
+        bundle = edgedl.convert(fragile(tmp_path / "fragile.onnx"), int8=True, calib_data=tmp_path / "calib.npy",
+                                task="raw")
+    assert bundle.manifest.validation["variants"]["int8"]["excluded_nodes"]  # repaired...
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # ...with most of the model still in INT8
+
+
 def test_yolo_style_detector_keeps_its_scores_in_int8(model_dir: Path, tmp_path: Path) -> None:
     import cv2
     import models
