@@ -10,6 +10,7 @@ repaired by keeping its most damaged layers in float, verified step by step.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ import numpy as np
 import onnx
 
 from edgedl.converters.quantize import CPU_SCHEMES, TENSORRT_SCHEME, Quantizer, Scheme
-from edgedl.converters.sensitivity import exclusion_steps, rank_damage
-from edgedl.converters.validate import Gate, agreement, latencies_ms, passes, run_all
+from edgedl.converters.sensitivity import Damage, exclusion_steps, rank_damage
+from edgedl.converters.validate import Decoder, Gate, agreement, latencies_ms, passes, run_all, shortfall
 from edgedl.errors import AccuracyGateError
 from edgedl.runtimes.ort_session import cpu_session
 from edgedl.types import Sample
@@ -70,6 +71,7 @@ class Evaluator:
     gate: Gate
     classify: bool
     workdir: Path
+    decode: Decoder | None = None  # detectors: judged by their detections too (see validate.passes)
 
     def check(self, scheme: Scheme, exclude: list[str], tag: str) -> Candidate:
         """Quantize under ``scheme`` (minus ``exclude``) and compare with FP32."""
@@ -79,28 +81,67 @@ class Evaluator:
         # onnxruntime 1.32's s8s8 convolution on x86 put 0.4 of error on a 1.6-wide output that the
         # unfused graph computes within 0.04. CPU variants are judged by the kernels that will run them.
         session = cpu_session(path, fuse_qdq=scheme.target != "tensorrt")
-        report = agreement(self.reference, run_all(session, self.holdout), self.classify)
+        report = agreement(self.reference, run_all(session, self.holdout), self.classify, self.decode)
         ok, reason = passes(report, self.gate)
         return Candidate(scheme, path, report, ok, reason, list(exclude))
 
     def repair(self, failed: Candidate) -> Candidate:
-        """Keep the most damaged layers in float, in growing sets, until the gate passes."""
+        """Keep the layers INT8 hurts most in float, in growing sets, until the gate passes.
+
+        First by the per-channel damage ranking (one FP32 run), for sets of up to a quarter of the
+        quantized nodes. Where that finds nothing, the damage is not where per-channel error shows it
+        (a small error early in the network that later layers amplify into one class's scores), so the
+        nodes are ranked by what quantizing them does to the outputs: measured, see :meth:`sensitivity`.
+        """
         ranges = self.quantizer.ranges(failed.scheme.symmetric_activations)
         quantized = _quantized_nodes(failed.path, self.fp32_model)
         ranking = rank_damage(self.fp32_model, ranges, self.holdout[:8], failed.scheme.activations_signed,
                               quantized)
-        last = failed
-        for step, exclude in enumerate(exclusion_steps(ranking)):
-            log.info("repair %s: keeping %d node(s) in float", failed.scheme.name, len(exclude))
-            last = self.check(failed.scheme, exclude, f"repair{step}")
-            if last.passed:
-                last.quantizable = len(quantized)
-                return last
+        steps = [s for s in exclusion_steps(ranking) if len(s) <= max(1, len(quantized) // 4)]
+        last = self._first_passing(failed, steps, "repair")
+        if not last.passed:
+            ordered = [n.name for n in self.fp32_model.graph.node if n.name in quantized]
+            last = self._first_passing(failed, exclusion_steps(self.sensitivity(failed.scheme, ordered)), "sensitive")
+        if last.passed:
+            last.quantizable = len(quantized)
+            return last
         raise AccuracyGateError(
             f"INT8 ({failed.scheme.name}) fails the accuracy gate even with {len(last.excluded)} layer(s) kept "
             f"in float ({last.reason})",
             fix="calibrate with more representative --calib-data, try --calib-method entropy|percentile, "
                 "lower --min-cosine/--min-top1, or use --fp16")
+
+    def _first_passing(self, failed: Candidate, steps: list[list[str]], tag: str) -> Candidate:
+        """The first exclusion set in ``steps`` whose variant passes the gate, else the last one tried."""
+        last = failed
+        for step, exclude in enumerate(steps):
+            log.info("repair %s: keeping %d node(s) in float", failed.scheme.name, len(exclude))
+            last = self.check(failed.scheme, exclude, f"{tag}{step}")
+            if last.passed:
+                break
+        return last
+
+    def sensitivity(self, scheme: Scheme, ordered: list[str]) -> list[Damage]:
+        """Quantized nodes (``ordered`` as in the graph) ranked by the harm quantizing them does to the outputs.
+
+        Group testing keeps it to about 3·√n quantization passes instead of n: consecutive groups of
+        √n nodes are quantized alone (everything else in float) and judged by :func:`shortfall`, then
+        the nodes of the two worst groups one by one. Those nodes lead the ranking, by their own harm,
+        followed by the other groups' nodes, worst group first.
+        """
+        log.info("repair %s: measuring the harm of %d quantized nodes in groups", scheme.name, len(ordered))
+        size = max(1, math.isqrt(len(ordered)))
+        groups = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+        def alone(nodes: list[str], tag: str) -> float:
+            keep = set(nodes)
+            return shortfall(self.check(scheme, [n for n in ordered if n not in keep], tag).report)
+
+        harm = [alone(group, f"group{i}") for i, group in enumerate(groups)]
+        by_harm = sorted(range(len(groups)), key=lambda i: -harm[i])
+        singles = {n: alone([n], f"node{i}-{j}") for i in by_harm[:2] for j, n in enumerate(groups[i])}
+        ranked = [Damage(n, loss, (n,)) for n, loss in sorted(singles.items(), key=lambda item: -item[1])]
+        return ranked + [Damage(n, harm[i], (n,)) for i in by_harm[2:] for n in groups[i]]
 
 
 def _quantized_nodes(quantized_path: Path, fp32_model: onnx.ModelProto) -> set[str]:

@@ -15,7 +15,7 @@ from edgedl.converters.fp16 import overflowing_nodes, to_fp16
 from edgedl.converters.int8 import Evaluator, best_cpu_int8, tensorrt_int8
 from edgedl.converters.quantize import Quantizer
 from edgedl.converters.trt_cache import DEFAULT_TRT_VERSION, amax_from_ranges, write_cache
-from edgedl.converters.validate import Gate, agreement, latencies_ms, passes, run_all
+from edgedl.converters.validate import Gate, agreement, detection_decoder, latencies_ms, passes, run_all
 from edgedl.errors import AccuracyGateError
 from edgedl.fsutil import sha256_file
 from edgedl.manifest import Manifest, TensorInfo, Variant
@@ -36,12 +36,12 @@ def _ranges_amax(ranges: Any) -> dict[str, float]:
 
 def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: Path, *, int8: bool, fp16: bool,
                   calib_data: Any, calib_samples: int, calib_method: str, min_cosine: float, min_top1: float,
-                  holdout: int, seed: int, target: str, image: TensorInfo | None, show: bool) -> None:
+                  min_detections: float, holdout: int, seed: int, target: str, image: TensorInfo | None, show: bool) -> None:
     """Add the INT8 and/or FP16 variants to ``stage`` and fill the manifest's calibration and validation."""
     from edgedl.progress import counter
 
     fp32_path = stage / "model.onnx"
-    gate = Gate(min_cosine, min_top1)
+    gate = Gate(min_cosine, min_top1, min_detections)
     if int8 or calib_data is not None or image is not None:
         data = load_calibration(calib_data, manifest.inputs, manifest.preprocess, image.name if image else None,
                                 samples=calib_samples, holdout=holdout, seed=seed)
@@ -54,12 +54,13 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
     fp32_session = cpu_session(fp32_path)
     reference = run_all(fp32_session, data.holdout)
     classify = manifest.task == "classify"
+    decode = detection_decoder(manifest.task, [(o.name, tuple(o.shape)) for o in manifest.outputs])
     calibrations = (int(target != "tensorrt" or fp16) + int(target != "cpu")) if int8 else int(fp16)
     with counter("calibrating", len(data.calibration) * calibrations, show) as tick:
         quantizer = Quantizer(fp32_path, data.calibration or data.holdout, calib_method, tmp, on_sample=tick)
-        evaluator = Evaluator(proto, quantizer, data.holdout, reference, gate, classify, tmp)
-        validation: dict[str, Any] = {"samples": len(data.holdout), "gate": {"min_cosine": min_cosine,
-                                                                            "min_top1": min_top1}}
+        evaluator = Evaluator(proto, quantizer, data.holdout, reference, gate, classify, tmp, decode)
+        validation: dict[str, Any] = {"samples": len(data.holdout), "gate": {
+            "min_cosine": min_cosine, "min_top1": min_top1, "min_detections": min_detections}}
         sessions: dict[str, Any] = {"fp32": fp32_session}
         results: dict[str, dict[str, Any]] = {}
         if int8 and target in ("cpu", "all"):
@@ -88,7 +89,8 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
                 magnitudes = _ranges_amax(quantizer.ranges(False))
             keep = overflowing_nodes(proto, magnitudes)
             onnx.save_model(to_fp16(proto, keep), str(stage / "model.fp16.onnx"))
-            report = agreement(reference, run_all(cpu_session(stage / "model.fp16.onnx"), data.holdout), classify)
+            report = agreement(reference, run_all(cpu_session(stage / "model.fp16.onnx"), data.holdout), classify,
+                               decode)
             ok, reason = passes(report, gate)
             if not ok:
                 raise AccuracyGateError(f"FP16 variant fails the accuracy gate ({reason})",

@@ -87,14 +87,15 @@ def _elementwise(reference: list[dict[str, np.ndarray]], candidate: list[dict[st
 def compare(path: str | Path, backends: list[str] | None = None, precisions: list[str] | None = None,
             data: str | Path | None = None, samples: int = 8, min_cosine: float = 0.99, min_top1: float = 0.9,
             atol: float | None = None, rtol: float | None = None, rounds: int = 20, seed: int = 0,
-            device: int = 0) -> Comparison:
+            device: int = 0, min_detections: float = 0.95) -> Comparison:
     """Run ``backends`` x ``precisions`` on the same inputs and check each against the first run.
 
     Defaults: the ``auto`` backend at every precision the bundle has; a single run is
     compared against ONNX Runtime FP32. Runs that load the same backend and variant
-    are run once.
+    are run once. A detector is judged by its detections where the inputs hold enough of
+    them, as ``convert`` judges it (see :func:`edgedl.convert`).
     """
-    from edgedl.converters.validate import Gate, agreement, passes
+    from edgedl.converters.validate import Gate, agreement, detection_decoder, passes
     from edgedl.runtimes.cpu_choice import time_backends
 
     if samples < 1:
@@ -124,13 +125,15 @@ def compare(path: str | Path, backends: list[str] | None = None, precisions: lis
     finally:
         for _, model in models:
             model.close()
-    gate = Gate(min_cosine, min_top1)
+    gate = Gate(min_cosine, min_top1, min_detections)
     classify = source.task == "classify"
+    decode = detection_decoder(source.task, [(o.name, tuple(o.shape)) for o in source.manifest.outputs]
+                               if source.manifest else [])
     results = []
     for index, ((label, model), ms) in enumerate(zip(models, times, strict=True)):
         result = RunResult(label, model.backend, model.precision, model.variant, ms)
         if index:
-            result.outputs = agreement(outputs[0], outputs[index], classify)
+            result.outputs = agreement(outputs[0], outputs[index], classify, decode)
             ok, reason = passes(result.outputs, gate)
             if not ok:
                 result.failures.append(reason)
@@ -143,7 +146,7 @@ def compare(path: str | Path, backends: list[str] | None = None, precisions: lis
                                                f"x |ref| by {excess:.4g}")
         results.append(result)
     return Comparison(results, len(inputs), described, {"min_cosine": min_cosine, "min_top1": min_top1,
-                                                         "atol": atol, "rtol": rtol})
+                                                         "min_detections": min_detections, "atol": atol, "rtol": rtol})
 
 
 def report_table(result: Comparison) -> Any:

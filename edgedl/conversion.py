@@ -100,6 +100,7 @@ def convert(
     target: str = "cpu",
     min_cosine: float = 0.99,
     min_top1: float = 0.9,
+    min_detections: float = 0.95,
     holdout: int = 16,
     seed: int = 0,
     example_inputs: Any = None,
@@ -118,7 +119,10 @@ def convert(
     ``int8`` calibrates on ``calib_data`` (a folder of images, a ``.npy`` or ``.npz``;
     the shipped photographs when omitted for an image model), times the INT8 schemes
     on this machine and keeps the fastest that passes the ``min_cosine``/``min_top1``
-    gate against FP32 on held-out samples, repairing it layer by layer if needed.
+    gate against FP32 on held-out samples, repairing it layer by layer if needed. A
+    detector (``task="detect"``) whose held-out samples hold at least 20 FP32 detections is
+    judged by them instead of by each score row's cosine: the variant must find
+    ``min_detections`` of FP32's detections (same class, IoU ≥ 0.5) and FP32 that share of its own.
     ``target="tensorrt"`` or ``"all"`` also writes the TensorRT Q/DQ variant and a
     TensorRT calibration cache. ``fp16`` adds a half-precision variant. Nothing is
     written unless every step succeeds; an existing output is kept unless ``force``, which
@@ -210,7 +214,8 @@ def convert(
             log.info("calibrating, quantizing and validating (int8=%s, fp16=%s, target=%s)", int8, fp16, target)
             quantize_into(manifest, proto, stage, scratch, int8=int8, fp16=fp16, calib_data=calib_data,
                           calib_samples=calib_samples, calib_method=calib_method, min_cosine=min_cosine,
-                          min_top1=min_top1, holdout=holdout, seed=seed, target=target, image=image, show=show)
+                          min_top1=min_top1, min_detections=min_detections, holdout=holdout, seed=seed, target=target,
+                          image=image, show=show)
         if source_report is not None:
             manifest.validation["source"] = source_report
         log.info("writing %s", MANIFEST_NAME)

@@ -23,21 +23,26 @@ def validation_table(manifest: Manifest) -> Table | None:
     validation = manifest.validation
     if not validation.get("variants"):
         return None
+    gate = validation["gate"]
+    detections = f", detections ≥ {gate['min_detections']}" if "min_detections" in gate else ""
     table = Table(title=f"Validation against FP32 on {validation.get('samples')} held-out samples "
-                        f"(gate: cosine ≥ {validation['gate']['min_cosine']}, top-1 ≥ {validation['gate']['min_top1']})",
-                  caption="cosine*: the worst of the whole output and each feature row (box and score rows apart)")
-    for column in ("variant", "scheme", "cosine*", "max |err|", "mean |err|", "top-1", "CPU ms", "× FP32",
+                        f"(gate: cosine ≥ {gate['min_cosine']}, top-1 ≥ {gate['min_top1']}{detections})",
+                  caption="cosine*: the worst of the whole output and each feature row (box and score rows apart); "
+                          "detections: the lower of recall and precision against FP32's detections")
+    for column in ("variant", "scheme", "cosine*", "max |err|", "mean |err|", "top-1", "detections", "CPU ms", "× FP32",
                    "kept in float"):
         table.add_column(column, justify="left" if column in ("variant", "scheme") else "right")
-    table.add_row("fp32", "-", "1", "0", "0", "1", _fmt(validation["latency_ms"]["fp32"], 3), "1.00", "-")
+    table.add_row("fp32", "-", "1", "0", "0", "1", "1", _fmt(validation["latency_ms"]["fp32"], 3), "1.00", "-")
     for key, entry in validation["variants"].items():
         outputs = entry["outputs"].values()
         worst = min(min(o["cosine"], o.get("feature_cosine", 1.0)) for o in outputs)
         top1 = [o["top1_agreement"] for o in outputs if "top1_agreement" in o]
+        found = [min(o["detection_recall"], o["detection_precision"]) for o in outputs if "detection_recall" in o]
         kept = entry.get("excluded_nodes", entry.get("kept_fp32_nodes", []))
         table.add_row(key, entry.get("scheme", "-"), _fmt(worst), _fmt(max(o["max_abs_error"] for o in outputs)),
                       _fmt(max(o["mean_abs_error"] for o in outputs)), _fmt(min(top1)) if top1 else "-",
-                      _fmt(entry["latency_ms"], 3), f"{entry['speedup_vs_fp32']:.2f}", str(len(kept)))
+                      _fmt(min(found)) if found else "-", _fmt(entry["latency_ms"], 3),
+                      f"{entry['speedup_vs_fp32']:.2f}", str(len(kept)))
     return table
 
 

@@ -155,9 +155,14 @@ def test_yolo_style_detector_keeps_its_scores_in_int8(model_dir: Path, tmp_path:
         cv2.imwrite(str(calib / f"{i:03d}.png"), frame)
     bundle = edgedl.convert(onnx_path, tmp_path / "det.edgedl", int8=True, calib_data=calib, calib_samples=32,
                             preprocess={"preset": "yolo"}, task="detect")
-    out = bundle.manifest.validation["variants"]["int8"]["outputs"]["output0"]
-    # Box pixels and 0-1 scores share one tensor: each feature row must survive, not just the whole.
-    assert out["cosine"] >= 0.99 and out["feature_cosine"] >= 0.99
+    int8 = bundle.manifest.validation["variants"]["int8"]
+    out = int8["outputs"]["output0"]
+    # Box pixels and 0-1 scores share one tensor: each feature row must keep its shape, not just the whole,
+    # and the detections the runtime reports must be FP32's.
+    assert out["cosine"] >= 0.99 and out["feature_cosine"] >= 0.95
+    assert out["detections"] >= 20 and min(out["detection_recall"], out["detection_precision"]) >= 0.95
+    # And it is INT8 in fact: the repair, if any, kept a handful of nodes in float, not the network.
+    assert len(int8["excluded_nodes"]) <= 4, int8["excluded_nodes"]
     assert bundle.manifest.preprocess.resize == "letterbox" and bundle.manifest.task == "detect"
 
 
@@ -174,3 +179,19 @@ def test_shipped_classifier_converts_to_int8_on_the_shipped_photos(tmp_path: Pat
     m = edgedl.Bundle.open(tmp_path / "demo.edgedl").manifest
     assert m.calibration["kind"] == "shipped-photos" and m.labels == ["circle", "square", "triangle", "cross"]
     assert m.validation["variants"]["int8"]["outputs"]["logits"]["top1_agreement"] >= 0.9
+
+
+@pytest.mark.slow
+def test_the_shipped_demo_detector_is_int8_in_fact(tmp_path: Path) -> None:
+    """Every plain scheme fails it, and the per-channel damage ranking finds no small fix: one early
+    convolution's error grows into one class's scores. Measured sensitivity finds it (about 25 s)."""
+    from edgedl.demo import demo_bundle
+
+    manifest = edgedl.Bundle.open(demo_bundle(tmp_path, progress=False)).manifest
+    candidates = manifest.validation["candidates"]
+    assert not any(c["passed"] for c in candidates if not c["excluded_nodes"])  # the repair was needed...
+    int8 = manifest.validation["variants"]["int8"]
+    assert 0 < len(int8["excluded_nodes"]) <= 4, int8["excluded_nodes"]  # ...and kept a few nodes, not the network
+    out = int8["outputs"]["output0"]
+    assert out["detections"] >= 20 and min(out["detection_recall"], out["detection_precision"]) >= 0.95
+    assert out["feature_cosine"] >= 0.95

@@ -69,6 +69,8 @@ def main() -> None:
               help="Which INT8 variants to write: CPU (ONNX Runtime), TensorRT Q/DQ + calibration cache, or both.")
 @click.option("--min-cosine", type=float, default=0.99, show_default=True, help="Accuracy gate: cosine vs FP32.")
 @click.option("--min-top1", type=float, default=0.9, show_default=True, help="Accuracy gate: top-1 agreement.")
+@click.option("--min-detections", type=float, default=0.95, show_default=True,
+              help="Accuracy gate for detectors: share of FP32's detections found (and of its own FP32 agrees with).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the choice of samples.")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"], case_sensitive=False),
               help="PyTorch/Keras: image input layout of the bundle (a Transpose is put in the graph if it differs).")
@@ -197,6 +199,8 @@ def _split_list(text: str | None) -> list[str] | None:
 @click.option("--samples", type=int, default=8, show_default=True, help="Inputs to compare on.")
 @click.option("--min-cosine", type=float, default=0.99, show_default=True, help="Per-output cosine vs the reference.")
 @click.option("--min-top1", type=float, default=0.9, show_default=True, help="Top-1 agreement (classifiers).")
+@click.option("--min-detections", type=float, default=0.95, show_default=True,
+              help="Detection agreement (detectors, with enough detections in the inputs).")
 @click.option("--atol", type=float, help="Elementwise absolute tolerance (off unless given).")
 @click.option("--rtol", type=float, help="Elementwise relative tolerance (off unless given).")
 @click.option("--rounds", type=click.IntRange(min=1), default=20, show_default=True,
@@ -205,8 +209,8 @@ def _split_list(text: str | None) -> list[str] | None:
 @verbose_option
 @handle_errors
 def compare(bundle: Path, backends: str | None, precisions: str | None, data: Path | None, samples: int,
-            min_cosine: float, min_top1: float, atol: float | None, rtol: float | None, rounds: int, device: int,
-            verbose: bool) -> None:
+            min_cosine: float, min_top1: float, min_detections: float, atol: float | None, rtol: float | None,
+            rounds: int, device: int, verbose: bool) -> None:
     """Run the same inputs through backends or precisions and report per-output agreement.
 
     The first run is the reference; the exit code is non-zero when any run disagrees beyond the tolerances.
@@ -218,13 +222,13 @@ def compare(bundle: Path, backends: str | None, precisions: str | None, data: Pa
     from edgedl.errors import AccuracyGateError
 
     result = run_compare(bundle, _split_list(backends), _split_list(precisions), data, samples, min_cosine, min_top1,
-                         atol, rtol, rounds, device=device)
+                         atol, rtol, rounds, device=device, min_detections=min_detections)
     click.echo(f"inputs: {result.data}")
     # A pipe or log file has no width: give the table room rather than truncating run names.
     Console(width=None if sys.stdout.isatty() else 160).print(report_table(result))
     if not result.passed:
         raise AccuracyGateError(f"{len(result.failures)} check(s) failed; first: {result.failures[0]}", path=bundle,
-                                fix="inspect the variant, or loosen --min-cosine/--min-top1/--atol/--rtol")
+                                fix="inspect the variant, or loosen --min-cosine/--min-top1/--min-detections/--atol/--rtol")
     click.echo(f"all {len(result.runs) - 1} run(s) agree with {result.runs[0].label} within tolerance")
 
 
