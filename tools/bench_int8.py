@@ -80,6 +80,18 @@ def bench(kind: str, builder, preset: dict, workdir: Path, rounds: int) -> None:
     scheme = m.variants["int8"].details["scheme"]
     kept = len(m.validation["variants"]["int8"]["excluded_nodes"])
     print(f"\n{kind}: input {m.inputs[0].shape}, INT8 scheme chosen: {scheme} ({kept} node(s) kept in float)")
+    post = get(choose(m.task, [(o.name, tuple(o.shape)) for o in m.outputs])) if decode is not None else None
+
+    def against_drawn_shapes(label: str, runs: list[dict[str, np.ndarray]]) -> None:
+        """What a user measures: one precision's detections against the shapes really drawn."""
+        score = DetectionScore(iou=0.5)
+        for (_, geometry), truth, output in zip(prepared, truths, runs, strict=True):
+            score.add(post(output, PostContext(geometry=geometry)).detections, truth)
+        print(f"  {label} against the drawn shapes: precision {score.precision:.3f}, recall {score.recall:.3f} "
+              f"at IoU 0.5 ({score.true_positives} found, {score.false_positives} false, {score.misses} missed)")
+
+    if post is not None:
+        against_drawn_shapes("fp32", reference)
     for key in (k for k in ("int8", "openvino-int8") if k in sessions):
         outputs = run_all(sessions[key], samples)
         for name, entry in agreement(reference, outputs, m.task == "classify", decode).items():
@@ -91,15 +103,8 @@ def bench(kind: str, builder, preset: dict, workdir: Path, rounds: int) -> None:
                          f"{entry['detection_precision']:.3f} of FP32's {entry['detections']}")
             print(f"  {key} vs FP32 on {len(samples)} unseen frames, output {name}: cosine {entry['cosine']:.5f} "
                   f"(worst {entry['min_cosine']:.5f}){top1}")
-        if decode is not None:  # what a user measures: each precision against the shapes really drawn
-            for label, runs in (("fp32", reference), (key, outputs)):
-                score = DetectionScore(iou=0.5)
-                post = get(choose(m.task, [(o.name, tuple(o.shape)) for o in m.outputs]))
-                for (_, geometry), truth, output in zip(prepared, truths, runs, strict=True):
-                    score.add(post(output, PostContext(geometry=geometry)).detections, truth)
-                print(f"  {label} against the drawn shapes: precision {score.precision:.3f}, recall "
-                      f"{score.recall:.3f} at IoU 0.5 ({score.true_positives} found, {score.false_positives} false, "
-                      f"{score.misses} missed)")
+        if post is not None:
+            against_drawn_shapes(key, outputs)
     for key, ms in times.items():
         print(f"  {key:>14}: {ms:8.3f} ms median  ({times['fp32'] / ms:5.2f}x vs ORT FP32)")
     print(f"  RATIO {kind} ORT INT8/FP32 speed-up: {times['fp32'] / times['int8']:.2f}x")
