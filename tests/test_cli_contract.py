@@ -69,6 +69,7 @@ CASES: dict[str, Case] = {
     "convert: unknown --calib-method": Case(("convert", "{m}", "--calib-method", "kl", *OUT), 2, "--calib-method"),
     "convert: unknown --target": Case(("convert", "{m}", "--target", "gpu", *OUT), 2, "--target"),
     "convert: --min-cosine not a number": Case(("convert", "{m}", "--min-cosine", "high", *OUT), 2, "--min-cosine"),
+    "convert: --min-detections above 1": Case(("convert", "{m}", "--min-detections", "1.5", *OUT), 2, "--min-detections"),
     "convert: --layout on an ONNX file": Case(("convert", "{m}", "--layout", "nhwc", *OUT), 2, "layout"),
     "convert: --tolerance on an ONNX file": Case(("convert", "{m}", "--tolerance", "1e-3", *OUT), 2, "tolerance"),
     "convert: --input-shape with a zero dim": Case(("convert", "{m}", "--input-shape", "images=0x3x16x16", *OUT), 2,
@@ -111,6 +112,7 @@ CASES: dict[str, Case] = {
     "compare: --data missing": Case(("compare", "{b}", "--data", "{t}/nope.npy"), 6, "nope.npy",
                                     output="m.edgedl/engines"),
     "compare: --rounds 0": Case(("compare", "{b}", "--rounds", "0"), 2, "--rounds"),
+    "compare: --min-detections below 0": Case(("compare", "{b}", "--min-detections", "-0.1"), 2, "--min-detections"),
     "compare: --samples 0": Case(("compare", "{b}", "--samples", "0"), 2, "--samples"),
     # --- run
     "run: missing bundle": Case(("run", "{t}/nope.edgedl", *SYN), 5, "nope.edgedl"),

@@ -69,7 +69,7 @@ def main() -> None:
               help="Which INT8 variants to write: CPU (ONNX Runtime), TensorRT Q/DQ + calibration cache, or both.")
 @click.option("--min-cosine", type=float, default=0.99, show_default=True, help="Accuracy gate: cosine vs FP32.")
 @click.option("--min-top1", type=float, default=0.9, show_default=True, help="Accuracy gate: top-1 agreement.")
-@click.option("--min-detections", type=float, default=0.95, show_default=True,
+@click.option("--min-detections", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Accuracy gate for detectors: share of FP32's detections found (and of its own FP32 agrees with).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the choice of samples.")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"], case_sensitive=False),
@@ -199,7 +199,7 @@ def _split_list(text: str | None) -> list[str] | None:
 @click.option("--samples", type=int, default=8, show_default=True, help="Inputs to compare on.")
 @click.option("--min-cosine", type=float, default=0.99, show_default=True, help="Per-output cosine vs the reference.")
 @click.option("--min-top1", type=float, default=0.9, show_default=True, help="Top-1 agreement (classifiers).")
-@click.option("--min-detections", type=float, default=0.95, show_default=True,
+@click.option("--min-detections", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Detection agreement (detectors, with enough detections in the inputs).")
 @click.option("--atol", type=float, help="Elementwise absolute tolerance (off unless given).")
 @click.option("--rtol", type=float, help="Elementwise relative tolerance (off unless given).")
