@@ -22,7 +22,7 @@ from edgedl.converters.quantize import CPU_SCHEMES, TENSORRT_SCHEME, Quantizer, 
 from edgedl.converters.sensitivity import Damage, exclusion_steps, rank_damage
 from edgedl.converters.validate import Decoder, Gate, agreement, latencies_ms, passes, run_all, shortfall
 from edgedl.errors import AccuracyGateError
-from edgedl.runtimes.ort_session import cpu_session
+from edgedl.loading.ort_session import cpu_session
 from edgedl.types import Sample
 
 log = logging.getLogger("edgedl.int8")

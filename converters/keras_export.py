@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedl.converters.model_file import check_model_file, is_zip, read_member
-from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, MissingDependencyError, UnsafeFileError, UsageError
+from edgedl.loading.model_file import check_model_file, is_zip, read_member
+from edgedl.loading.onnx_load import first_line
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

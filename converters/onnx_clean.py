@@ -28,9 +28,9 @@ import onnx.version_converter
 from onnx import helper, shape_inference
 from onnx.external_data_helper import load_external_data_for_model
 
-from edgedl.converters.onnx_load import PROTOBUF_LIMIT, first_line, payload_bytes
 from edgedl.errors import InputFileError, MissingDependencyError, UsageError
-from edgedl.manifest import TensorInfo
+from edgedl.loading.onnx_io import dim_value
+from edgedl.loading.onnx_load import PROTOBUF_LIMIT, first_line, payload_bytes
 
 log = logging.getLogger("edgedl.convert")
 
@@ -66,55 +66,8 @@ def clean_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | Non
     return work
 
 
-def describe_io(model: onnx.ModelProto) -> tuple[list[TensorInfo], list[TensorInfo]]:
-    """The model's real inputs (initializers excluded) and outputs, with dims as ints or symbol names.
-
-    A dynamic dim without a name is ``"?"``. 4-D inputs get a guessed layout: ``NCHW`` when
-    dim 1 is 1 or 3, else ``NHWC`` when the last dim is, else none.
-    """
-    weights = {t.name for t in model.graph.initializer}
-    inputs = [_info(v) for v in model.graph.input if v.name not in weights]
-    for info in inputs:
-        info.layout = _guess_layout(info.shape)
-    return inputs, [_info(v) for v in model.graph.output]
-
-
-def _info(value: onnx.ValueInfoProto) -> TensorInfo:
-    kind = value.type.WhichOneof("value")
-    if kind != "tensor_type":
-        return TensorInfo(value.name, str(kind), [])
-    tensor = value.type.tensor_type
-    shape: list[int | str] = [_dim(d) for d in tensor.shape.dim]
-    return TensorInfo(value.name, _dtype_name(tensor.elem_type), shape)
-
-
-def _dim(dim: onnx.TensorShapeProto.Dimension) -> int | str:
-    if dim.HasField("dim_value") and dim.dim_value >= 0:
-        return dim.dim_value
-    return dim.dim_param or "?"
-
-
-def _dtype_name(elem_type: int) -> str:
-    if elem_type == onnx.TensorProto.STRING:
-        return "string"
-    try:
-        return helper.tensor_dtype_to_np_dtype(elem_type).name
-    except (KeyError, ValueError, TypeError):
-        return onnx.TensorProto.DataType.Name(elem_type).lower()
-
-
-def _guess_layout(shape: list[int | str]) -> str | None:
-    if len(shape) != 4:
-        return None
-    if shape[1] in (1, 3):
-        return "NCHW"
-    if shape[3] in (1, 3):
-        return "NHWC"
-    return None
-
-
 def _shape_text(value: onnx.ValueInfoProto) -> str:
-    return f"{value.name} [{','.join(str(_dim(d)) for d in value.type.tensor_type.shape.dim)}]"
+    return f"{value.name} [{','.join(str(dim_value(d)) for d in value.type.tensor_type.shape.dim)}]"
 
 
 def _weights_out_of_inputs(model: onnx.ModelProto) -> None:

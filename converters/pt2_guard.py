@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgedl.converters.model_file import read_member
-from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, UnsafeFileError
+from edgedl.loading.model_file import read_member
+from edgedl.loading.onnx_load import first_line
 
 _OP_NAMESPACES = {"aten", "prims", "higher_order"}
 _OPERATOR_TARGETS = {"getitem", "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "neg", "pos", "abs",

@@ -14,12 +14,12 @@ from edgedl.converters.calibration import CalibrationSet, load_calibration
 from edgedl.converters.fp16 import overflowing_nodes, to_fp16
 from edgedl.converters.int8 import Evaluator, best_cpu_int8, tensorrt_int8
 from edgedl.converters.quantize import Quantizer
-from edgedl.converters.trt_cache import DEFAULT_TRT_VERSION, amax_from_ranges, write_cache
 from edgedl.converters.validate import Gate, agreement, detection_decoder, latencies_ms, passes, run_all
 from edgedl.errors import AccuracyGateError
 from edgedl.fsutil import sha256_file
+from edgedl.loading.calib_cache import DEFAULT_TRT_VERSION, amax_from_ranges, write_cache
+from edgedl.loading.ort_session import cpu_session
 from edgedl.manifest import Manifest, TensorInfo, Variant
-from edgedl.runtimes.ort_session import cpu_session
 from edgedl.types import noise_samples
 
 log = logging.getLogger("edgedl.convert")

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgedl.runtimes.ort_session import cpu_session
+from edgedl.loading.ort_session import cpu_session
 from edgedl.types import Sample
 
 _WEIGHTED_OPS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}

@@ -56,7 +56,7 @@ def _frame(rng: np.random.Generator, spec: PreprocessSpec) -> np.ndarray:
 def compare(run_source: Callable[[Sample], list[np.ndarray]], proto: onnx.ModelProto, samples: list[Sample],
             outputs: list[TensorInfo]) -> dict[str, dict[str, float]]:
     """Per-output errors of ONNX Runtime against the source model over ``samples``."""
-    from edgedl.runtimes.ort_session import cpu_session
+    from edgedl.loading.ort_session import cpu_session
 
     session = cpu_session(proto.SerializeToString())
     names = [o.name for o in outputs]

@@ -151,7 +151,7 @@ def _export_torch(torch: Any, program: Any, call: Any, args: tuple[Any, ...], na
                   layouts: dict[str, str], options: _Options, file: Path | None,
                   export_program: Any) -> tuple[Any, tuple[Any, ...]]:
     """Export with the model in eval mode (restored afterwards); returns the export and the inputs it used."""
-    from edgedl.converters.onnx_load import first_line
+    from edgedl.loading.onnx_load import first_line
 
     axes = _dynamic_axes(names, [a.dim() for a in args], layouts, options)
     doubled = options.dynamic_batch and not isinstance(program, torch.export.ExportedProgram)

@@ -34,8 +34,8 @@ from typing import Any
 import onnx
 import onnx.version_converter
 
-from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, UsageError
+from edgedl.loading.onnx_load import first_line
 
 OPSET = 17
 DYNAMO_OPSET = 18

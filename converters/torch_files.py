@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedl.converters.model_file import check_model_file, is_zip
-from edgedl.converters.onnx_load import first_line
 from edgedl.errors import InputFileError, MissingDependencyError, UnsafeFileError
+from edgedl.loading.model_file import check_model_file, is_zip
+from edgedl.loading.onnx_load import first_line
 
 TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts")
 MIN_TORCH = (2, 10)  # weights_only default from 2.6 (CVE-2025-32434), unpickler memory fix in 2.10

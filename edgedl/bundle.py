@@ -91,7 +91,7 @@ def _check_weights_inside(file: Path) -> None:
     """
     import onnx
 
-    from edgedl.converters.onnx_load import check_external_data
+    from edgedl.loading.onnx_load import check_external_data
 
     try:
         model = onnx.load_model(str(file), load_external_data=False)

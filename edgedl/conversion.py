@@ -136,8 +136,9 @@ def convert(
     and ONNX Runtime are run on the same inputs: an output off by more than ``tolerance`` (relative,
     default 1e-3) fails the conversion; the errors go into ``manifest.validation["source"]``.
     """
-    from edgedl.converters.onnx_clean import clean_model, describe_io
-    from edgedl.converters.onnx_load import load_onnx
+    from edgedl.converters.onnx_clean import clean_model
+    from edgedl.loading.onnx_io import describe_io
+    from edgedl.loading.onnx_load import load_onnx
 
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}", fix=f"use one of {', '.join(TARGETS)}")

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedl.converters.model_file import read_regular_file
 from edgedl.errors import BundleError
+from edgedl.loading.model_file import read_regular_file
 from edgedl.preprocess import PreprocessSpec
 
 SCHEMA_VERSION = 1

@@ -121,7 +121,7 @@ def _gpu_preprocessor(model: Any, spec: PreprocessSpec, mode: str) -> Any:
         raise UsageError(f"GPU preprocessing needs a GPU backend; this model runs on {model.backend}",
                          fix="load it with backend='tensorrt' (or leave device_preprocess='auto')")
     from edgedl.errors import EdgeDLError
-    from edgedl.runtimes.cuda_preprocess import GpuPreprocessor
+    from edgedl.runtimes.cuda.preprocess import GpuPreprocessor
 
     try:
         return GpuPreprocessor(spec, device=model.device)

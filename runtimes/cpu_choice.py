@@ -22,8 +22,8 @@ import numpy as np
 
 from edgedl.fsutil import atomic_write_bytes
 from edgedl.runtimes.base import Backend
-from edgedl.runtimes.engine_cache import writable
 from edgedl.runtimes.source import ModelSource, user_cache_dir
+from edgedl.runtimes.tensorrt.engine_cache import writable
 from edgedl.types import noise_samples
 
 log = logging.getLogger("edgedl.runtimes")

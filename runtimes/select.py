@@ -19,8 +19,8 @@ from edgedl.runtimes.source import ModelSource
 log = logging.getLogger("edgedl.runtimes")
 
 ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime-gpu", "openvino", "onnxruntime")
-MODULES = {"tensorrt": "edgedl.runtimes.tensorrt", "onnxruntime-gpu": "edgedl.runtimes.onnxruntime_gpu",
-           "openvino": "edgedl.runtimes.openvino", "onnxruntime": "edgedl.runtimes.onnxruntime"}
+MODULES = {"tensorrt": "edgedl.runtimes.tensorrt.backend", "onnxruntime-gpu": "edgedl.runtimes.onnxruntime.gpu",
+           "openvino": "edgedl.runtimes.openvino.backend", "onnxruntime": "edgedl.runtimes.onnxruntime.cpu"}
 ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "onnxrt": "onnxruntime", "ort-cpu": "onnxruntime",
            "ort-gpu": "onnxruntime-gpu", "onnxruntime-cuda": "onnxruntime-gpu", "onnxruntime-trt": "onnxruntime-gpu",
            "ov": "openvino"}
@@ -91,8 +91,8 @@ def open_backend(source: ModelSource, backend: str, precision: str,
 def _cpu_pair(source: ModelSource, precision: str, options: LoadOptions, skip: Any) -> Backend | None:
     """OpenVINO or ONNX Runtime, whichever measured faster here; None if OpenVINO failed (ONNX Runtime is next)."""
     from edgedl.runtimes import cpu_choice
-    from edgedl.runtimes import onnxruntime as ort_backend
-    from edgedl.runtimes import openvino as ov_backend
+    from edgedl.runtimes.onnxruntime import cpu as ort_backend
+    from edgedl.runtimes.openvino import backend as ov_backend
 
     try:
         ov = ov_backend.open(source, precision, options)

@@ -70,8 +70,8 @@ class ModelSource:
 
     @classmethod
     def _from_onnx(cls, path: Path) -> ModelSource:
-        from edgedl.converters.onnx_clean import describe_io
-        from edgedl.converters.onnx_load import load_onnx
+        from edgedl.loading.onnx_io import describe_io
+        from edgedl.loading.onnx_load import load_onnx
 
         if path.suffix.lower() != ".onnx" and path.is_file():
             raise InputFileError("is neither a bundle folder nor an .onnx file", path=path,

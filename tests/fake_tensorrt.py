@@ -68,7 +68,7 @@ class FakeStream:
 
 
 class FakeCudaDriver:
-    """Implements edgedl.runtimes.cuda_memory.Driver over host memory, with bounds checks and counters."""
+    """Implements edgedl.runtimes.cuda.memory.Driver over host memory, with bounds checks and counters."""
 
     name = "fake-cuda"
 
@@ -90,7 +90,7 @@ class FakeCudaDriver:
         yield
 
     def device_info(self, device: int) -> Any:
-        from edgedl.runtimes.cuda_memory import DeviceInfo
+        from edgedl.runtimes.cuda.memory import DeviceInfo
 
         return DeviceInfo(self.gpu.name, self.gpu.cc, 8 << 30, "12.6", "12.6")
 
@@ -796,7 +796,7 @@ def install(version: str = "10.3.0", gpu: FakeGpu | None = None, monkeypatch: An
     With pytest's ``monkeypatch`` everything is undone after the test; without it (a
     subprocess) the change lasts for the process.
     """
-    from edgedl.runtimes import cuda_memory
+    from edgedl.runtimes.cuda import memory as cuda_memory
 
     gpu = gpu or FakeGpu()
     module = make_module(version, gpu)

@@ -10,9 +10,9 @@ import pytest
 from tiny import tiny_classifier
 
 import edgedl
-from edgedl.converters.trt_cache import read_cache
 from edgedl.errors import AccuracyGateError
-from edgedl.runtimes.ort_session import cpu_session, session_options
+from edgedl.loading.calib_cache import read_cache
+from edgedl.loading.ort_session import cpu_session, session_options
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ import edgedl
 from edgedl.bundle import Bundle
 from edgedl.cli.main import main
 from edgedl.errors import OutputError
-from edgedl.runtimes.engine_cache import EngineCache
+from edgedl.runtimes.tensorrt.engine_cache import EngineCache
 
 TESTS = Path(__file__).resolve().parent
 

@@ -22,9 +22,8 @@ from fake_tensorrt import FakeCudaDriver, FakeGpu
 
 from edgedl.errors import DeviceError, MissingDependencyError, UsageError
 from edgedl.preprocess import COLOR_ORDERS, LAYOUTS, OUTPUT_DTYPES, PRESETS, RESIZE_MODES, PreprocessSpec, preprocess
-from edgedl.runtimes import cuda_preprocess
-from edgedl.runtimes.cuda_preprocess import GpuPreprocessor, compile_kernels
-from edgedl.runtimes.preprocess_kernel import (
+from edgedl.runtimes.cuda import preprocess as cuda_preprocess
+from edgedl.runtimes.cuda.kernel import (
     BLOCK,
     KERNEL_BODY,
     KERNEL_NAMES,
@@ -34,6 +33,7 @@ from edgedl.runtimes.preprocess_kernel import (
     nvrtc_target,
     plan_launch,
 )
+from edgedl.runtimes.cuda.preprocess import GpuPreprocessor, compile_kernels
 
 IMAGENET = {"scale": 1 / 255, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 

@@ -226,7 +226,7 @@ def test_tensorrt_import_is_tried_in_a_child_of_this_interpreter(monkeypatch):
 
 
 def test_a_usable_cuda_device_is_described(monkeypatch):
-    from edgedl.runtimes import cuda_memory
+    from edgedl.runtimes.cuda import memory as cuda_memory
 
     class Driver:
         def device_info(self, device):
@@ -243,7 +243,7 @@ def test_a_hung_driver_is_not_asked_again_in_process(monkeypatch):
     def must_not_run():
         raise AssertionError("CUDA was queried after nvidia-smi timed out")
 
-    monkeypatch.setattr("edgedl.runtimes.cuda_memory.device_count_or_reason", must_not_run)
+    monkeypatch.setattr("edgedl.runtimes.cuda.memory.device_count_or_reason", must_not_run)
 
     def runner(argv, timeout):
         return CommandResult(TIMEOUT_STATUS, "", "nvidia-smi timed out after 5 s") if argv[0] == "nvidia-smi" else None

@@ -29,11 +29,12 @@ from hypothesis import strategies as st
 
 import edgedl
 from edgedl.cli.main import main
-from edgedl.converters import keras_export, onnx_load
+from edgedl.converters import keras_export
 from edgedl.errors import BundleError, InputFileError, UnsafeFileError
 from edgedl.fsutil import sha256_file
+from edgedl.loading import onnx_load
 from edgedl.manifest import MANIFEST_NAME
-from edgedl.runtimes.engine_cache import EngineCache, engine_key
+from edgedl.runtimes.tensorrt.engine_cache import EngineCache, engine_key
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = fuzz.CANARY.encode()
@@ -210,7 +211,7 @@ def test_variant_files_outside_the_bundle_or_unreadable_are_refused(seeds: fuzz.
 
 
 def test_calibration_cache_scales_tensorrt_cannot_use_are_refused(tmp_path: Path) -> None:
-    from edgedl.converters.trt_cache import read_cache
+    from edgedl.loading.calib_cache import read_cache
 
     for line in ["images: 7fc00000", "images: 7f800000", "images: 00000000", "images: bf800000", ": 3c010204",
                  "images: 3c 01 02"]:

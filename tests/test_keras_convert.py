@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import edgedl
 from edgedl.cli.main import main
 from edgedl.errors import InputFileError, MissingDependencyError, UnsafeFileError, UsageError
-from edgedl.runtimes.ort_session import cpu_session
+from edgedl.loading.ort_session import cpu_session
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # edgedl sets this itself; the tests build models before it runs
 keras = pytest.importorskip("keras")

@@ -26,9 +26,10 @@ from onnx_factory import (
 )
 
 from edgedl.converters import onnx_clean
-from edgedl.converters.onnx_clean import clean_model, describe_io
-from edgedl.converters.onnx_load import load_onnx
+from edgedl.converters.onnx_clean import clean_model
 from edgedl.errors import UsageError
+from edgedl.loading.onnx_io import describe_io
+from edgedl.loading.onnx_load import load_onnx
 
 
 def run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]:

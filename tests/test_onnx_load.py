@@ -10,9 +10,9 @@ import pytest
 from onnx import helper
 from onnx_factory import conv_net, save
 
-from edgedl.converters import onnx_load
-from edgedl.converters.onnx_load import load_onnx
 from edgedl.errors import InputFileError, UnsafeFileError
+from edgedl.loading import onnx_load
+from edgedl.loading.onnx_load import load_onnx
 
 
 def assert_one_line_error(exc_info: pytest.ExceptionInfo, path: Path) -> str:

@@ -30,8 +30,6 @@ from edgedl.profiling.analysis import energy, setup_warnings, throttle_windows, 
 from edgedl.profiling.diff import diff_reports, diff_table
 from edgedl.profiling.inputs import resolve_shapes
 from edgedl.profiling.layers import check_supported
-from edgedl.profiling.layers_ort import aggregate_trace, ort_layers
-from edgedl.profiling.layers_tensorrt import tensorrt_layers
 from edgedl.profiling.machine import jetson_section
 from edgedl.profiling.nvidia_smi import gpu_info, parse_nvidia_smi
 from edgedl.profiling.sampler import CommandSource, PollSource, TelemetrySampler
@@ -42,6 +40,8 @@ from edgedl.profiling.sysfs import SysfsReader
 from edgedl.profiling.tegrastats import parse_tegrastats
 from edgedl.profiling.telemetry import SampleBuffer, TelemetrySample
 from edgedl.profiling.timing import ModelTimer, measure
+from edgedl.runtimes.onnxruntime.layers import aggregate_trace, ort_layers
+from edgedl.runtimes.tensorrt.profiler import tensorrt_layers
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tegrastats"
 
@@ -389,7 +389,7 @@ def test_runtime_profilers_name_the_model_layers(template: Path) -> None:
     ops = {layer.op for layer in ort.layers}
     assert ort.runs == 3 and {"Gemm", "GlobalAveragePool"} <= ops and sum(x.share for x in ort.layers) == pytest.approx(1)
     pytest.importorskip("openvino")
-    from edgedl.profiling.layers_openvino import openvino_layers
+    from edgedl.runtimes.openvino.layers import openvino_layers
 
     ov = openvino_layers(template / "model.onnx", feeds, runs=3, threads=1, inference_precision="<Type: 'float32'>")
     assert ov.profiler == "openvino-perf-counters" and any(layer.op == "Convolution" for layer in ov.layers)

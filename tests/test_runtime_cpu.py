@@ -12,7 +12,7 @@ from tiny import tiny_classifier
 
 import edgedl
 from edgedl.errors import BundleError, InputFileError, MissingDependencyError, UsageError
-from edgedl.runtimes.ort_session import cpu_session
+from edgedl.loading.ort_session import cpu_session
 
 X = np.random.default_rng(3).uniform(0, 1, (2, 3, 16, 16)).astype(np.float32)
 
@@ -179,7 +179,7 @@ def test_unknown_or_missing_backends_and_precisions_are_clear_errors(bundle: Pat
 
 def test_onnxruntime_gpu_choices_and_provider_options(bundle: Path) -> None:
     """What the GPU provider path would ask for (it cannot run here: no onnxruntime-gpu, no GPU)."""
-    from edgedl.runtimes import onnxruntime_gpu as gpu
+    from edgedl.runtimes.onnxruntime import gpu
     from edgedl.runtimes.source import ModelSource
 
     source = ModelSource.open(bundle)

@@ -9,8 +9,8 @@ import pytest
 from fake_tensorrt import FakeCudaDriver, FakeGpu
 
 from edgedl.errors import DeviceError, MissingDependencyError
-from edgedl.runtimes import cuda_memory
-from edgedl.runtimes.cuda_memory import CudaPythonDriver, CudaSession, DeviceArray, PyCudaDriver
+from edgedl.runtimes.cuda import memory as cuda_memory
+from edgedl.runtimes.cuda.memory import CudaPythonDriver, CudaSession, DeviceArray, PyCudaDriver
 
 
 def round_trip(session: CudaSession) -> None:

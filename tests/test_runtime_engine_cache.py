@@ -13,7 +13,7 @@ import pytest
 from fake_tensorrt import tiny_bundle
 
 from edgedl.errors import BundleError
-from edgedl.runtimes.engine_cache import EngineCache, engine_key, get_or_build
+from edgedl.runtimes.tensorrt.engine_cache import EngineCache, engine_key, get_or_build
 
 TESTS = Path(__file__).resolve().parent
 

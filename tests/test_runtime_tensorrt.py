@@ -19,8 +19,8 @@ from fake_tensorrt import VERSIONS, FakeGpu, install
 
 import edgedl
 from edgedl.errors import BundleError, DeviceError, InputFileError, UsageError
-from edgedl.runtimes import trt_build
-from edgedl.runtimes.ort_session import cpu_session
+from edgedl.loading.ort_session import cpu_session
+from edgedl.runtimes.tensorrt import build as trt_build
 
 X = np.random.default_rng(5).uniform(0, 1, (2, 3, 16, 16)).astype(np.float32)
 

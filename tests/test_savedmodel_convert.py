@@ -14,7 +14,7 @@ pytest.importorskip("tf2onnx")
 
 import edgedl  # noqa: E402
 from edgedl.errors import UnsafeFileError  # noqa: E402
-from edgedl.runtimes.ort_session import cpu_session  # noqa: E402
+from edgedl.loading.ort_session import cpu_session  # noqa: E402
 
 
 class Classifier(tf.Module):

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import edgedl
 from edgedl.cli.main import main
 from edgedl.errors import AccuracyGateError, InputFileError, MissingDependencyError, UnsafeFileError
-from edgedl.runtimes.ort_session import cpu_session
+from edgedl.loading.ort_session import cpu_session
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgedl.converters.trt_cache import amax_from_ranges, format_cache, read_cache, write_cache
 from edgedl.errors import InputFileError
+from edgedl.loading.calib_cache import amax_from_ranges, format_cache, read_cache, write_cache
 
 
 def test_cache_lines_hold_big_endian_scale_bits(tmp_path: Path) -> None:

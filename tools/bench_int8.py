@@ -28,11 +28,11 @@ import edgedl  # noqa: E402
 from edgedl import convert  # noqa: E402
 from edgedl.converters.validate import agreement, detection_decoder, latencies_ms, run_all  # noqa: E402
 from edgedl.evaluate import DetectionScore  # noqa: E402
+from edgedl.loading.ort_session import cpu_session, physical_cores  # noqa: E402
 from edgedl.postprocess.base import PostContext  # noqa: E402
 from edgedl.postprocess.registry import get  # noqa: E402
 from edgedl.postprocess.selection import choose  # noqa: E402
 from edgedl.preprocess import preprocess  # noqa: E402
-from edgedl.runtimes.ort_session import cpu_session, physical_cores  # noqa: E402
 
 
 class _Loaded:

@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import edgedl
-from edgedl.runtimes.ort_session import physical_cores, session_options
+from edgedl.loading.ort_session import physical_cores, session_options
 
 
 def build_cnn(path: Path, width: int, size: int = 64) -> Path:

@@ -53,13 +53,13 @@ def time_gpu(gpu: Any, frame: np.ndarray, frames: int) -> tuple[np.ndarray, np.n
 
 def gpu_preprocessor(spec: PreprocessSpec, device: int) -> tuple[Any, str]:
     """A GpuPreprocessor, or None and why there is none."""
-    from edgedl.runtimes.cuda_memory import device_count_or_reason
+    from edgedl.runtimes.cuda.memory import device_count_or_reason
 
     count, reason = device_count_or_reason()
     if count == 0:
         return None, str(reason)
     try:
-        from edgedl.runtimes.cuda_preprocess import GpuPreprocessor
+        from edgedl.runtimes.cuda.preprocess import GpuPreprocessor
 
         return GpuPreprocessor(spec, device=device), ""
     except EdgeDLError as exc:

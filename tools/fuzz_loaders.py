@@ -558,7 +558,7 @@ def seed_onnx_external(root: Path) -> Path:
 
 def load_onnx_checked(path: Path) -> Any:
     """``load_onnx``, and the canary must not be in what it loaded."""
-    from edgedl.converters.onnx_load import load_onnx
+    from edgedl.loading.onnx_load import load_onnx
 
     model = load_onnx(path)
     if CANARY.encode() in model.SerializeToString():
@@ -639,7 +639,7 @@ def manifest_type_errors(manifest: Any) -> Iterator[str]:
                    ("preprocess numbers", all(number(v) for v in (spec.scale, *spec.mean, *spec.std)))]
     yield from (f"its {what} has the wrong type" for what, ok in checks if not ok)
 def seed_cache(root: Path) -> Path:
-    from edgedl.converters.trt_cache import write_cache
+    from edgedl.loading.calib_cache import write_cache
 
     root.mkdir(parents=True, exist_ok=True)
     write_cache(root / "calibration.cache", {"images": 1.0, "/conv1/Conv_output_0": 6.35, "logits": 20.0})
@@ -650,7 +650,7 @@ def read_cache_checked(path: Path) -> Any:
     """``read_cache``; every scale it returns must be one TensorRT can use (finite, positive)."""
     import math
 
-    from edgedl.converters.trt_cache import read_cache
+    from edgedl.loading.calib_cache import read_cache
 
     header, scales = read_cache(path)
     bad = {name: s for name, s in scales.items() if not (math.isfinite(s) and s > 0) or not name}
@@ -665,7 +665,7 @@ ENGINE_FIELDS = {"variant": "int8-trt", "precision": "int8", "tensorrt": "10.3.0
 
 def seed_engine(root: Path) -> Path:
     """An engine cache folder holding one plan and its record."""
-    from edgedl.runtimes.engine_cache import EngineCache, engine_key
+    from edgedl.runtimes.tensorrt.engine_cache import EngineCache, engine_key
 
     folder = root / "engines"
     EngineCache(folder).store(engine_key(**ENGINE_FIELDS), b"PLAN" + bytes(range(256)) * 4, {"build_seconds": 1.5})
@@ -674,7 +674,7 @@ def seed_engine(root: Path) -> Path:
 
 def load_engine_checked(folder: Path) -> Any:
     """``EngineCache.load`` gives the stored plan or None, and ``entries`` lists records; neither may raise."""
-    from edgedl.runtimes.engine_cache import EngineCache, engine_key
+    from edgedl.runtimes.tensorrt.engine_cache import EngineCache, engine_key
 
     cache = EngineCache(folder)
     plan = cache.load(engine_key(**ENGINE_FIELDS))
@@ -684,7 +684,7 @@ def load_engine_checked(folder: Path) -> Any:
 
 
 def _engine_file(suffix: str) -> str:
-    from edgedl.runtimes.engine_cache import engine_key
+    from edgedl.runtimes.tensorrt.engine_cache import engine_key
 
     return engine_key(**ENGINE_FIELDS).id + suffix
 

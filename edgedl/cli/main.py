@@ -133,7 +133,7 @@ def _print_bundle(bundle: Any) -> None:
 
 def _print_engines(folder: Path) -> None:
     """Cached TensorRT engines, one line each, with the key they were built under."""
-    from edgedl.runtimes.engine_cache import EngineCache
+    from edgedl.runtimes.tensorrt.engine_cache import EngineCache
 
     entries = EngineCache(folder).entries() if folder.is_dir() else []
     if not entries:

@@ -36,7 +36,7 @@ def check_runtimes(ctx: Context) -> Section:
     gpu = [p for p in providers if p in GPU_PROVIDERS]
     ctx.offer("onnxruntime-gpu", bool(gpu), ", ".join(gpu) or "CPU providers only", INSTALL["onnxruntime-gpu"])
 
-    from edgedl.runtimes import openvino
+    from edgedl.runtimes.openvino import backend as openvino
 
     reason = openvino.probe()
     found = dist_version("openvino")
@@ -63,7 +63,7 @@ def _nvidia_smi(ctx: Context, section: Section) -> CommandResult | None:
 
 def _cuda_fix(ctx: Context, has_bindings: bool, reason: str) -> str:
     """The command that makes a CUDA device usable, given why it is not."""
-    from edgedl.runtimes.cuda_memory import INSTALL_HINT
+    from edgedl.runtimes.cuda.memory import INSTALL_HINT
 
     jetpack_cuda = ctx.jetson.library("CUDA") if ctx.jetson else None
     # cuda-python's major version must not be newer than the CUDA the driver supports (JetPack's).
@@ -80,7 +80,7 @@ def _cuda_fix(ctx: Context, has_bindings: bool, reason: str) -> str:
 
 def check_gpu(ctx: Context) -> Section:
     """nvidia-smi's view of the GPUs, and whether the CUDA Python bindings can use one."""
-    from edgedl.runtimes.cuda_memory import device_count_or_reason, get_driver
+    from edgedl.runtimes.cuda.memory import device_count_or_reason, get_driver
 
     section = Section("GPU and CUDA")
     smi = _nvidia_smi(ctx, section)

@@ -85,16 +85,16 @@ def profile_layers(model: Any, feeds: dict[str, Any], runs: int) -> LayerProfile
     """Per-layer times of a loaded model on ``feeds`` over ``runs`` inferences, with its runtime's profiler."""
     check_supported(model)
     if model.backend == "onnxruntime":
-        from edgedl.profiling.layers_ort import ort_layers
+        from edgedl.runtimes.onnxruntime.layers import ort_layers
 
         threads = model.describe().get("intra_op_threads")
         return ort_layers(model.source.file(model.variant).path, feeds, runs, threads)
     if model.backend == "openvino":
-        from edgedl.profiling.layers_openvino import openvino_layers
+        from edgedl.runtimes.openvino.layers import openvino_layers
 
         details = model.describe()
         return openvino_layers(model.source.file(model.variant).path, feeds, runs, details.get("threads"),
                                details.get("inference_precision"))
-    from edgedl.profiling.layers_tensorrt import tensorrt_layers
+    from edgedl.runtimes.tensorrt.profiler import tensorrt_layers
 
     return tensorrt_layers(model, feeds, runs)

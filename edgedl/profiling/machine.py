@@ -21,8 +21,8 @@ DISTRIBUTIONS = ("numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorr
 
 def cpu_section(root: Path = Path("/")) -> dict[str, Any]:
     """CPU model, logical and physical cores, cpu0's frequency governor, load average."""
+    from edgedl.loading.ort_session import physical_cores
     from edgedl.runtimes.cpu_choice import cpu_name
-    from edgedl.runtimes.ort_session import physical_cores
 
     governor = read_text(root, "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     try:

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgedl.errors import DeviceError, MissingDependencyError, UsageError
 from edgedl.runtimes.base import LoadOptions, TensorSpec
-from edgedl.runtimes.onnxruntime import cpu_variant
+from edgedl.runtimes.onnxruntime.cpu import cpu_variant
 from edgedl.runtimes.source import ModelSource
 
 NAME = "openvino"
@@ -110,7 +110,7 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OpenVinoB
         raise MissingDependencyError(f"OpenVINO cannot run here: {reason}", fix="pip install 'edgedl[openvino]' on x86")
     import openvino as ov
 
-    from edgedl.runtimes.ort_session import physical_cores
+    from edgedl.loading.ort_session import physical_cores
 
     variant, precision = choose_variant(source, precision)
     threads = physical_cores()

@@ -36,7 +36,7 @@ def tensorrt_layers(model: Any, feeds: dict[str, Any], runs: int, trt: Any = Non
     ``model`` must have the ``set_profiler`` hook (``layers.check_supported`` says so up front).
     """
     if trt is None:
-        from edgedl.runtimes.tensorrt import import_tensorrt
+        from edgedl.runtimes.tensorrt.backend import import_tensorrt
 
         trt = import_tensorrt()
     model(feeds)

@@ -6,7 +6,7 @@
 
 The frame is copied into pinned host memory and uploaded as uint8 (a quarter of the bytes of
 float32) with an async copy on the preprocessor's own stream; the kernel of
-:mod:`edgedl.runtimes.preprocess_kernel` then resizes, reorders colours, normalizes and lays the
+:mod:`edgedl.runtimes.cuda.kernel` then resizes, reorders colours, normalizes and lays the
 result out in one pass. Its output equals :func:`edgedl.preprocess.preprocess` (see that module), and
 the geometry returned is the CPU path's, so boxes map back to frame pixels the same way.
 
@@ -26,8 +26,7 @@ import numpy as np
 
 from edgedl.errors import DeviceError, MissingDependencyError, UsageError
 from edgedl.preprocess import Geometry, PreprocessSpec, check_frame, resize_frame
-from edgedl.runtimes.cuda_memory import CudaPythonDriver, CudaSession, DeviceArray, DeviceInfo, Driver, get_driver
-from edgedl.runtimes.preprocess_kernel import (
+from edgedl.runtimes.cuda.kernel import (
     KERNEL_NAMES,
     KERNEL_SOURCE,
     PARAMS_DTYPE,
@@ -37,6 +36,7 @@ from edgedl.runtimes.preprocess_kernel import (
     nvrtc_target,
     plan_launch,
 )
+from edgedl.runtimes.cuda.memory import CudaPythonDriver, CudaSession, DeviceArray, DeviceInfo, Driver, get_driver
 
 CPU_FALLBACK = "preprocess on the CPU (device_preprocess='cpu')"
 

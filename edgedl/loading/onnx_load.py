@@ -18,8 +18,8 @@ from google.protobuf.message import Message
 from onnx import helper
 from onnx.external_data_helper import load_external_data_for_model
 
-from edgedl.converters.model_file import check_model_file
 from edgedl.errors import InputFileError, UnsafeFileError
+from edgedl.loading.model_file import check_model_file
 
 # A serialized protobuf cannot exceed 2 GiB; bigger models can only be checked from their path.
 PROTOBUF_LIMIT = 2**31 - 1

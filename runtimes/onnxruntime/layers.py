@@ -23,7 +23,7 @@ def ort_layers(model_file: Path, feeds: dict[str, Any], runs: int, threads: int 
     """Profile ``runs`` inferences (after one uncounted run) in a profiling session of ``model_file``."""
     import onnxruntime as ort
 
-    from edgedl.runtimes.ort_session import session_options
+    from edgedl.loading.ort_session import session_options
 
     options = session_options(threads)
     with tempfile.TemporaryDirectory(prefix="edgedl-ort-profile-") as folder:

@@ -14,9 +14,9 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 
-from edgedl.converters.model_file import read_regular_file
 from edgedl.errors import InputFileError
 from edgedl.fsutil import atomic_write_bytes
+from edgedl.loading.model_file import read_regular_file
 
 #: TensorRT's version number in the header (8.6.1 → 8601). A runtime of another version rewrites it.
 DEFAULT_TRT_VERSION = "8601"

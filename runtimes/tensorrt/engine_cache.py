@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgedl.converters.model_file import read_regular_file
 from edgedl.errors import BundleError, DeviceError
 from edgedl.fsutil import atomic_write_bytes, partial_files, sha256_file, write_failure
+from edgedl.loading.model_file import read_regular_file
 
 log = logging.getLogger("edgedl.runtimes")
 FORMAT = 1

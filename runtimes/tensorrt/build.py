@@ -260,7 +260,7 @@ def heartbeat(report: Report, interval: float | None = None) -> Iterator[None]:
 
 def _calibrator(trt: Any, cache: Path, version: str) -> Any:
     """A calibrator that hands TensorRT the bundle's cache (header rewritten to this TensorRT) and no data."""
-    from edgedl.converters.trt_cache import read_cache
+    from edgedl.loading.calib_cache import read_cache
 
     header, _ = read_cache(cache)
     algorithm = header.split("-", 2)[2] if header.count("-") >= 2 else "EntropyCalibration2"

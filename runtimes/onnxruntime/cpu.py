@@ -82,7 +82,7 @@ class OnnxRuntimeBackend:
 
 def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRuntimeBackend:  # noqa: A001
     """Load the chosen variant on the CPU with the tuned session options."""
-    from edgedl.runtimes.ort_session import cpu_session
+    from edgedl.loading.ort_session import cpu_session
 
     variant, precision = choose_variant(source, precision)
     path = source.file(variant).path

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgedl.errors import DeviceError
 from edgedl.runtimes.base import LoadOptions, device_array_interface
-from edgedl.runtimes.onnxruntime import OnnxRuntimeBackend, cpu_variant, model_load_error
+from edgedl.runtimes.onnxruntime.cpu import OnnxRuntimeBackend, cpu_variant, model_load_error
 from edgedl.runtimes.source import ModelSource
 
 NAME = "onnxruntime-gpu"
@@ -34,7 +34,7 @@ def probe() -> str | None:
     if TRT_EP not in available and CUDA_EP not in available:
         return ("this onnxruntime has no TensorRT or CUDA provider (pip install onnxruntime-gpu; "
                 "on Jetson, the onnxruntime-gpu wheel for your JetPack)")
-    from edgedl.runtimes.cuda_memory import device_count_or_reason
+    from edgedl.runtimes.cuda.memory import device_count_or_reason
 
     count, reason = device_count_or_reason()
     return reason if count == 0 else None
@@ -100,7 +100,7 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRunti
     """A session on the GPU; refuses (rather than silently running on the CPU) when no GPU provider starts."""
     import onnxruntime as ort
 
-    from edgedl.runtimes.ort_session import session_options
+    from edgedl.loading.ort_session import session_options
 
     tensorrt_provider = TRT_EP in _available()
     variant, precision = choose_variant(source, precision, tensorrt_provider)

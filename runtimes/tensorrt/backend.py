@@ -20,10 +20,10 @@ import numpy as np
 
 from edgedl.errors import DeviceError, MissingDependencyError, UsageError
 from edgedl.runtimes.base import LoadOptions, TensorSpec, device_array_interface
-from edgedl.runtimes.cuda_memory import CudaSession, DeviceArray, device_count_or_reason
-from edgedl.runtimes.engine_cache import EngineCache, engine_key, get_or_build, writable
+from edgedl.runtimes.cuda.memory import CudaSession, DeviceArray, device_count_or_reason
 from edgedl.runtimes.source import ModelSource, user_cache_dir
-from edgedl.runtimes.trt_build import Capabilities, Recipe, TrtLog, build_plan, recipe
+from edgedl.runtimes.tensorrt.build import Capabilities, Recipe, TrtLog, build_plan, recipe
+from edgedl.runtimes.tensorrt.engine_cache import EngineCache, engine_key, get_or_build, writable
 
 NAME = "tensorrt"
 log = logging.getLogger("edgedl.runtimes")
