@@ -35,9 +35,9 @@ class CalibrationSet:
 
 def shipped_photos_dir() -> Path:
     """The folder of real photographs that ships with edgedl (see its LICENSES.md)."""
-    import edgedl
+    from edgedl.about import DATA_DIR
 
-    return Path(edgedl.__file__).resolve().parent / "data" / "calib"
+    return DATA_DIR / "calib"
 
 
 def _split(n: int, holdout: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

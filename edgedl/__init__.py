@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from edgedl.about import __version__
 from edgedl.errors import EdgeDLError
 
-__version__ = "0.1.0"
 __all__ = ["Bundle", "EdgeDLError", "Model", "Pipeline", "PreprocessSpec", "Result", "__version__", "convert", "load",
            "postprocess"]
 

@@ -225,8 +225,8 @@ def convert(
 
 
 def _version() -> str:
-    import edgedl
+    from edgedl.about import __version__
 
-    return edgedl.__version__
+    return __version__
 
 

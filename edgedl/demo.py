@@ -11,11 +11,12 @@ import logging
 import tempfile
 from pathlib import Path
 
+from edgedl.about import DATA_DIR
 from edgedl.errors import BundleError
 
 log = logging.getLogger("edgedl.demo")
 
-DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
+DEMO_DIR = DATA_DIR / "demo"
 DETECTOR = DEMO_DIR / "shapes_detector.onnx"
 LABELS = DEMO_DIR / "labels.txt"
 BUNDLE_NAME = "shapes_detector.edgedl"

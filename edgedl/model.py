@@ -8,17 +8,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgedl.errors import UsageError
-from edgedl.runtimes.base import Backend, InputCheck, LoadOptions, TensorSpec
+from edgedl.runtimes.base import Backend, Capabilities, InputCheck, LoadOptions, TensorSpec
 from edgedl.runtimes.source import ModelSource
 
 if TYPE_CHECKING:
+    from edgedl.profiling.layers import LayerProfile
     from edgedl.results import Result
 
 
@@ -31,7 +32,7 @@ class Model:
         self.device = device
         self.source = source
         self.skipped = list(skipped or [])
-        self._check = InputCheck(backend.inputs, backend.name, device_inputs=hasattr(backend, "infer_device"))
+        self._check = InputCheck(backend.inputs, backend.name, device_inputs=backend.capabilities.device_io)
         self._closed = False
 
     @property
@@ -65,14 +66,19 @@ class Model:
         return self.source.path
 
     @property
+    def capabilities(self) -> Capabilities:
+        """What the backend can do beyond inference: device arrays in and out, a per-layer profiler."""
+        return self._backend.capabilities
+
+    @property
     def on_gpu(self) -> bool:
         """Whether the backend runs on a CUDA GPU and takes device arrays (GPU preprocessing feeds it directly)."""
-        return hasattr(self._backend, "infer_device")
+        return self._backend.capabilities.device_io
 
     @property
     def last_device_ms(self) -> float | None:
         """GPU time of the last call (copies included), from CUDA events; None on CPU backends."""
-        return getattr(self._backend, "last_device_ms", None)
+        return self._backend.last_device_ms
 
     def describe(self) -> dict[str, Any]:
         """What was loaded and where: backend, precision, variant, device details, backends skipped."""
@@ -92,11 +98,17 @@ class Model:
             return self(inputs, **named)
         if self._closed:
             raise UsageError("the model was closed", fix="load it again")
-        run: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(self._backend, "infer_device", None)
-        if run is None:
-            raise UsageError(f"backend {self.backend} runs on the CPU; it has no device outputs",
-                             fix="call without device_outputs, or load on a GPU backend")
-        return run(self._check(self._check.normalize(inputs, named)))
+        return self._backend.infer_device(self._check(self._check.normalize(inputs, named)))
+
+    def profile_layers(self, inputs: Any, runs: int) -> LayerProfile:
+        """Per-layer times over ``runs`` inferences of ``inputs``, from the runtime's own profiler.
+
+        Profiling slows a runtime down, so these runs are separate from any latency measurement.
+        Refused with a :class:`UsageError` where ``capabilities.layer_profiler`` is None.
+        """
+        if self._closed:
+            raise UsageError("the model was closed", fix="load it again")
+        return self._backend.profile_layers(self._check(self._check.normalize(inputs, {})), runs)
 
     def stream(self, source: Any, sink: Any = None, **options: Any) -> Iterator[Result]:
         """Run the model over a video source; yield one :class:`~edgedl.results.Result` per frame, in order.

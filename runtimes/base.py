@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from edgedl.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgedl.profiling.layers import LayerProfile
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
@@ -50,6 +53,19 @@ class LoadOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond ``infer``, declared so callers ask instead of probing for methods.
+
+    ``device_io``: takes CUDA device arrays as inputs, and ``infer_device`` leaves outputs on the GPU
+    (``last_device_ms`` then holds the GPU time of each call). ``layer_profiler``: the name of the
+    runtime's own per-layer profiler behind ``profile_layers``, or None when the runtime has none here.
+    """
+
+    device_io: bool = False
+    layer_profiler: str | None = None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One model loaded on one runtime."""
@@ -59,9 +75,19 @@ class Backend(Protocol):
     variant: str
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    capabilities: Capabilities
+    last_device_ms: float | None
 
     def infer(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         """Run the model on checked inputs; outputs by name."""
+        ...
+
+    def infer_device(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """With ``capabilities.device_io``: run and leave outputs on the GPU, valid until the next call."""
+        ...
+
+    def profile_layers(self, feeds: dict[str, Any], runs: int) -> LayerProfile:
+        """With ``capabilities.layer_profiler``: per-layer times over ``runs`` inferences of ``feeds``."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -71,6 +97,28 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the runtime's resources now (GPU memory, threads). Idempotent."""
         ...
+
+
+class BackendBase:
+    """What a backend without the optional capabilities answers: no device I/O, no layer profiler.
+
+    Backends inherit it and override the capabilities they have, so every backend satisfies
+    :class:`Backend` in full and the refusals are worded in one place.
+    """
+
+    name: str
+    capabilities = Capabilities()
+    last_device_ms: float | None = None
+
+    def infer_device(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Refused: this backend runs on the CPU."""
+        raise UsageError(f"backend {self.name} runs on the CPU; it has no device outputs",
+                         fix="call without device_outputs, or load on a GPU backend")
+
+    def profile_layers(self, feeds: dict[str, Any], runs: int) -> LayerProfile:
+        """Refused: this runtime has no per-layer profiler edgedl can attach."""
+        raise UsageError(f"--per-layer has no profiler for backend {self.name}",
+                         fix="profile layers with --backend onnxruntime, openvino or tensorrt")
 
 
 def np_dtype(name: str) -> np.dtype:

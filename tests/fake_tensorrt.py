@@ -627,6 +627,10 @@ def make_module(version: str = "10.3.0", gpu: FakeGpu | None = None) -> types.Mo
         def _index(self, name: str) -> int:
             return next(i for i, io in enumerate(self._io) if io[0] == name)
 
+        def _layer_names(self) -> list[str]:
+            """TensorRT names layers after the network's nodes; here, one layer per ONNX node."""
+            return [node.name or node.op_type for node in onnx.load_from_string(self._plan["onnx"]).graph.node]
+
         def _profile(self, name: str) -> list[tuple[int, ...]]:
             return [tuple(s) for s in self._plan["profile"][name]]
 
@@ -675,9 +679,16 @@ def make_module(version: str = "10.3.0", gpu: FakeGpu | None = None) -> types.Mo
         ICudaEngine.get_binding_index = lambda self, name: self._index(name)
         ICudaEngine.get_profile_shape = lambda self, profile_index, binding: self._profile(self._io[binding][0])
 
+    class IProfiler:
+        """Applications subclass it and call ``IProfiler.__init__(self)``, as with the pybind11 base."""
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            raise NotImplementedError
+
     class IExecutionContext:
         def __init__(self, engine: ICudaEngine) -> None:
             self.engine = engine
+            self.profiler: IProfiler | None = None
             self._shapes = {name: shape for name, is_input, shape, _ in engine._io if is_input and -1 not in shape}
             self._addresses: dict[str, int] = {}
             self._output_shapes: dict[tuple[Any, ...], list[tuple[int, ...]]] = {}
@@ -712,9 +723,10 @@ def make_module(version: str = "10.3.0", gpu: FakeGpu | None = None) -> types.Mo
             outputs = [n for n, i, _, _ in self.engine._io if not i]
             return tuple(self._output_shapes[key][outputs.index(name)])
 
-        def _execute(self, stream_handle: int) -> bool:
-            if not isinstance(stream_handle, int):
+        def _execute(self, stream_handle: int | None) -> bool:
+            if stream_handle is not None and not isinstance(stream_handle, int):
                 raise TypeError("stream_handle must be an int")
+            started = time.perf_counter()
             engine = self.engine
             feeds = {}
             for name, is_input, _, dtype in engine._io:
@@ -734,6 +746,12 @@ def make_module(version: str = "10.3.0", gpu: FakeGpu | None = None) -> types.Mo
             for name, value in zip(names, outputs, strict=True):
                 value = np.ascontiguousarray(value)
                 ctypes.memmove(self._addresses[name], value.ctypes.data, value.nbytes)
+            # Like TensorRT: an attached profiler hears of every layer after each execution; before 8.5 only
+            # synchronous execution (execute_v2) reports.
+            if self.profiler is not None and (named_api or stream_handle is None):
+                layers = engine._layer_names()
+                for layer in layers:
+                    self.profiler.report_layer_time(layer, (time.perf_counter() - started) * 1e3 / len(layers))
             return True
 
     if named_api:
@@ -770,15 +788,21 @@ def make_module(version: str = "10.3.0", gpu: FakeGpu | None = None) -> types.Mo
                 self._addresses[name] = int(address)
             return self._execute(stream_handle)
 
+        def execute_v2(self: Any, bindings: list[int]) -> bool:
+            for (name, *_), address in zip(self.engine._io, bindings, strict=True):
+                self._addresses[name] = int(address)
+            return self._execute(None)
+
         IExecutionContext.set_binding_shape = set_binding_shape
         IExecutionContext.get_binding_shape = get_binding_shape
         IExecutionContext.execute_async_v2 = execute_async_v2
+        IExecutionContext.execute_v2 = execute_v2
 
     names = dict(Logger=Logger, ILogger=ILogger, Builder=Builder, OnnxParser=OnnxParser, Runtime=Runtime,
                  BuilderFlag=BuilderFlag, NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag, DataType=DataType,
                  TensorIOMode=TensorIOMode, DeviceType=DeviceType, MemoryPoolType=MemoryPoolType, nptype=nptype,
                  INetworkDefinition=INetworkDefinition, IBuilderConfig=IBuilderConfig, ICudaEngine=ICudaEngine,
-                 IExecutionContext=IExecutionContext, IOptimizationProfile=IOptimizationProfile,
+                 IExecutionContext=IExecutionContext, IOptimizationProfile=IOptimizationProfile, IProfiler=IProfiler,
                  ITimingCache=ITimingCache, IHostMemory=IHostMemory)
     if weak:
         names.update(calibrators)

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import edgedl
 from edgedl.cli.profile_command import profile
 from edgedl.device.probe import CommandResult
 from edgedl.errors import UsageError
@@ -40,6 +41,7 @@ from edgedl.profiling.sysfs import SysfsReader
 from edgedl.profiling.tegrastats import parse_tegrastats
 from edgedl.profiling.telemetry import SampleBuffer, TelemetrySample
 from edgedl.profiling.timing import ModelTimer, measure
+from edgedl.runtimes.base import Capabilities
 from edgedl.runtimes.onnxruntime.layers import aggregate_trace, ort_layers
 from edgedl.runtimes.tensorrt.profiler import tensorrt_layers
 
@@ -142,18 +144,21 @@ def test_timer_uses_cuda_event_time_on_gpu_backends_and_the_host_clock_elsewhere
 
 
 def test_tensorrt_layer_profiler_records_reports_and_detaches() -> None:
-    """Only against a stand-in IProfiler base: the fake TensorRT has none, and no real TensorRT is here."""
+    """Against a stand-in IProfiler base; the backend's own use of it runs against the fake TensorRT
+    (tests/test_runtime_tensorrt.py)."""
     trt = types.SimpleNamespace(IProfiler=object)
     model = _FakeModel()
-    layers = tensorrt_layers(model, {}, runs=4, trt=trt)
+    layers = tensorrt_layers(trt, lambda: model({}), model.set_profiler, runs=4)
     assert [(layer.name, layer.ms) for layer in layers.layers] == [("conv1 + relu1", 0.5), ("fc", 0.25)]
     assert layers.layers[0].share == pytest.approx(2 / 3) and layers.runs == 4
     assert model.attached[-1] is None, "the profiler is detached afterwards"
-    bare = types.SimpleNamespace(backend="tensorrt")
-    with pytest.raises(UsageError, match="cannot attach a layer profiler"):
-        check_supported(bare)
+
+
+def test_per_layer_is_refused_up_front_where_the_backend_has_no_profiler() -> None:
+    gpu = types.SimpleNamespace(backend="onnxruntime-gpu", capabilities=Capabilities(device_io=False))
     with pytest.raises(UsageError, match="no profiler for backend onnxruntime-gpu"):
-        check_supported(types.SimpleNamespace(backend="onnxruntime-gpu"))
+        check_supported(gpu)
+    check_supported(types.SimpleNamespace(backend="tensorrt", capabilities=Capabilities(True, "tensorrt-iprofiler")))
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -394,6 +399,9 @@ def test_runtime_profilers_name_the_model_layers(template: Path) -> None:
     ov = openvino_layers(template / "model.onnx", feeds, runs=3, threads=1, inference_precision="<Type: 'float32'>")
     assert ov.profiler == "openvino-perf-counters" and any(layer.op == "Convolution" for layer in ov.layers)
     assert all(layer.ms >= 0 for layer in ov.layers)
+    with edgedl.load(template, backend="openvino", precision="fp32") as model:  # the backend's own hook
+        assert model.capabilities.layer_profiler == "openvino-perf-counters"
+        assert model.profile_layers(feeds, runs=2).profiler == "openvino-perf-counters"
 
 
 # ------------------------------------------------------------------------------------------ the report and the CLI

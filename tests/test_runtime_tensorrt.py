@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from fake_tensorrt import VERSIONS, FakeGpu, install
 
@@ -50,6 +51,34 @@ def test_each_release_builds_and_runs_on_its_own_api(bundle: Path, version: str,
         assert (model.variant, model.precision) == ("int8-trt", "int8")
         assert model(X)["logits"].shape == (2, 4)
     assert trt._builds == ["fp32", "int8"]
+
+
+@pytest.mark.parametrize("version", ["8.4.1", "10.3.0"])
+def test_per_layer_times_come_from_an_iprofiler_on_the_context(bundle: Path, version: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """8.4 reports layer times only for synchronous execution, so the backend switches to it while profiling."""
+    install(version, monkeypatch=monkeypatch)
+    with load(bundle, precision="fp32") as model:
+        assert model.capabilities.layer_profiler == "tensorrt-iprofiler" and model.capabilities.device_io
+        layers = model.profile_layers(X, runs=3)
+        nodes = {n.name for n in onnx.load(str(bundle / "model.onnx")).graph.node}
+        assert layers.runs == 3 and {layer.name for layer in layers.layers} == nodes
+        assert sum(layer.share for layer in layers.layers) == pytest.approx(1)
+        np.testing.assert_allclose(model(X)["logits"], fp32(bundle), rtol=1e-5, atol=1e-6)  # detached, still right
+
+
+def test_profile_per_layer_runs_on_tensorrt(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from edgedl.cli.profile_command import profile
+
+    install("10.3.0", monkeypatch=monkeypatch)
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(profile, [str(bundle), "--backend", "tensorrt", "--precision", "fp32", "--warmup", "1",
+                                          "--runs", "5", "--per-layer", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    layers = json.loads(report.read_text())["runs"][0]["layers"]
+    assert layers["profiler"] == "tensorrt-iprofiler" and layers["layers"]
 
 
 @pytest.mark.parametrize(("version", "variant", "flags"), [

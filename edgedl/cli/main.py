@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edgedl import __version__
+from edgedl.about import __version__
 from edgedl.cli.common import handle_errors, parse_shape, verbose_option
 from edgedl.cli.doctor_command import doctor
 from edgedl.cli.profile_command import profile

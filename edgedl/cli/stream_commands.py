@@ -112,7 +112,7 @@ def run(bundle: Path, source: str, sinks: tuple[str, ...], backend: str, precisi
         conf: float, iou: float, top_k: int, postprocess: str | None, preset: str | None, device_preprocess: str,
         overwrite: bool, quiet: bool, json_path: Path | None, verbose: bool) -> None:
     """Stream SOURCE through BUNDLE: live FPS and latency, a summary at the end; Ctrl-C stops cleanly."""
-    import edgedl
+    from edgedl.model import load
     from edgedl.pipeline import Pipeline
     from edgedl.sinks import open_sink
     from edgedl.sources import parse_source
@@ -122,7 +122,7 @@ def run(bundle: Path, source: str, sinks: tuple[str, ...], backend: str, precisi
     reader_factory(parse_source(source))
     opened = [open_sink(uri, overwrite=overwrite) for uri in sinks]
     check_output_file(json_path, "--json")
-    model = edgedl.load(bundle, backend=backend, precision=precision)
+    model = load(bundle, backend=backend, precision=precision)
     pipeline = Pipeline(model, source, opened, on_result=lambda result: None, max_frames=max_frames, conf=conf, iou=iou,
                         top_k=top_k, postprocess=postprocess, preprocess=preset, device_preprocess=device_preprocess)
     with model:
@@ -152,9 +152,9 @@ def demo(out: Path, frames: int, fps: float, backend: str, quiet: bool, verbose:
     Writes OUT/shapes_detector.edgedl and OUT/demo.mp4 (boxes drawn), and prints FPS, latency and
     accuracy against the known positions of the shapes.
     """
-    import edgedl
     from edgedl.demo import demo_bundle, demo_source
     from edgedl.evaluate import DetectionScore
+    from edgedl.model import load
     from edgedl.pipeline import Pipeline
     from edgedl.sinks import open_sink
 
@@ -166,7 +166,7 @@ def demo(out: Path, frames: int, fps: float, backend: str, quiet: bool, verbose:
     path = demo_bundle(out, progress=not quiet)
     score = DetectionScore()
     video = out / "demo.mp4"
-    with edgedl.load(path, backend=backend) as model:
+    with load(path, backend=backend) as model:
         pipeline = Pipeline(model, demo_source(frames, fps), open_sink(video, overwrite=True),
                             on_result=lambda result: score.add(result.detections, result.frame.truth))
         pipeline.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import re
 
-from edgedl import __version__
+from edgedl.about import __version__
 from edgedl.device.jetson import JetsonInfo
 from edgedl.device.memory import GIB, read_memory
 from edgedl.device.probe import read_text

@@ -1,7 +1,7 @@
 """Per-layer times: what each runtime's profiler reports, brought to one shape (name, op, ms per inference, share).
 
-Each runtime is profiled in its own way (see ``layers_ort``, ``layers_openvino``,
-``layers_tensorrt``); profiling slows a runtime down, so layer times come from runs of their
+Each runtime is profiled in its own way, by its backend (``edgedl.runtimes.onnxruntime.layers``,
+``openvino.layers``, ``tensorrt.profiler``); profiling slows a runtime down, so layer times come from runs of their
 own, after the latency runs, and their sum can exceed the latency measured without it.
 """
 
@@ -67,34 +67,14 @@ def aggregate(profiler: str, runs: int, events: Iterable[tuple[str, str, float]]
     return LayerProfile(profiler, runs, layers)
 
 
-#: Backends with a per-layer profiler.
-PROFILED_BACKENDS = ("onnxruntime", "openvino", "tensorrt")
-
-
 def check_supported(model: Any) -> None:
     """A UsageError, before anything is measured, when the model's backend has no per-layer profiler here."""
-    if model.backend not in PROFILED_BACKENDS:
+    if model.capabilities.layer_profiler is None:
         raise UsageError(f"--per-layer has no profiler for backend {model.backend}",
                          fix="profile layers with --backend onnxruntime, openvino or tensorrt")
-    if model.backend == "tensorrt" and not hasattr(model, "set_profiler"):
-        raise UsageError("this edgedl's TensorRT backend cannot attach a layer profiler yet",
-                         fix="profile layers with --backend onnxruntime or openvino, or use trtexec --dumpProfile")
 
 
 def profile_layers(model: Any, feeds: dict[str, Any], runs: int) -> LayerProfile:
     """Per-layer times of a loaded model on ``feeds`` over ``runs`` inferences, with its runtime's profiler."""
     check_supported(model)
-    if model.backend == "onnxruntime":
-        from edgedl.runtimes.onnxruntime.layers import ort_layers
-
-        threads = model.describe().get("intra_op_threads")
-        return ort_layers(model.source.file(model.variant).path, feeds, runs, threads)
-    if model.backend == "openvino":
-        from edgedl.runtimes.openvino.layers import openvino_layers
-
-        details = model.describe()
-        return openvino_layers(model.source.file(model.variant).path, feeds, runs, details.get("threads"),
-                               details.get("inference_precision"))
-    from edgedl.runtimes.tensorrt.profiler import tensorrt_layers
-
-    return tensorrt_layers(model, feeds, runs)
+    return model.profile_layers(feeds, runs)

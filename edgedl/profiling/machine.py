@@ -57,7 +57,7 @@ def describe_machine(root: Path = Path("/"), runner: Runner = run_command) -> di
 
 def software_versions() -> dict[str, str]:
     """edgedl, Python and the installed runtimes (read from package metadata, so nothing heavy is imported)."""
-    from edgedl import __version__
+    from edgedl.about import __version__
 
     versions = {"edgedl": __version__, "python": platform.python_version()}
     for name in DISTRIBUTIONS:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgedl.errors import EdgeDLError, InputFileError, UsageError
-from edgedl.runtimes.base import LoadOptions, TensorSpec, np_dtype
+from edgedl.runtimes.base import BackendBase, Capabilities, LoadOptions, TensorSpec, np_dtype
 from edgedl.runtimes.source import ModelSource
 
 NAME = "onnxruntime"
@@ -54,11 +54,14 @@ def session_specs(items: list[Any]) -> list[TensorSpec]:
             for a in items]
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(BackendBase):
     """One InferenceSession; ``infer`` is a direct ``session.run`` with the output names fixed up front."""
 
-    def __init__(self, session: Any, name: str, variant: str, precision: str) -> None:
+    capabilities = Capabilities(layer_profiler="onnxruntime-profiler")
+
+    def __init__(self, session: Any, name: str, variant: str, precision: str, path: Path, fuse_qdq: bool = True) -> None:
         self._session = session
+        self._path, self._fuse_qdq = path, fuse_qdq
         self.name = name
         self.variant = variant
         self.precision = precision
@@ -69,6 +72,13 @@ class OnnxRuntimeBackend:
     def infer(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         """Run on host arrays."""
         return dict(zip(self._output_names, self._session.run(self._output_names, feeds), strict=True))
+
+    def profile_layers(self, feeds: dict[str, Any], runs: int) -> Any:
+        """Per-node times from ONNX Runtime's profiler, in a second session of the same file and options."""
+        from edgedl.runtimes.onnxruntime.layers import ort_layers
+
+        threads = self._session.get_session_options().intra_op_num_threads
+        return ort_layers(self._path, feeds, runs, threads, self._fuse_qdq)
 
     def describe(self) -> dict[str, Any]:
         """Providers and threads."""
@@ -90,10 +100,11 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRunti
         # The TensorRT variant runs here as convert validated it: Q/DQ as written. Fused into ONNX Runtime's
         # s8s8 CPU kernels it can lose accuracy (see converters/int8.py); a bundle meant to be fast on a CPU
         # has the "int8" variant (convert --target cpu|all).
-        session = cpu_session(path, fuse_qdq=variant != "int8-trt")
+        fuse_qdq = variant != "int8-trt"
+        session = cpu_session(path, fuse_qdq=fuse_qdq)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (InvalidProtobuf, Fail, …) for bad models
         raise model_load_error(path, exc) from None
-    return OnnxRuntimeBackend(session, NAME, variant, precision)
+    return OnnxRuntimeBackend(session, NAME, variant, precision, path, fuse_qdq)
 
 
 def model_load_error(path: Path, exc: BaseException, kind: type[EdgeDLError] = InputFileError,

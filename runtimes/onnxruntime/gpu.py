@@ -8,12 +8,13 @@ installed. The TensorRT provider caches its engines in the bundle's
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgedl.errors import DeviceError
-from edgedl.runtimes.base import LoadOptions, device_array_interface
+from edgedl.runtimes.base import Capabilities, LoadOptions, device_array_interface
 from edgedl.runtimes.onnxruntime.cpu import OnnxRuntimeBackend, cpu_variant, model_load_error
 from edgedl.runtimes.source import ModelSource
 
@@ -69,8 +70,12 @@ def _providers(source: ModelSource, precision: str, device: int, tensorrt_provid
 class OnnxRuntimeGpuBackend(OnnxRuntimeBackend):
     """IO binding: host inputs are copied once by ONNX Runtime, device arrays are bound where they lie."""
 
-    def __init__(self, session: Any, variant: str, precision: str, device: int) -> None:
-        super().__init__(session, NAME, variant, precision)
+    # No layer profiler: under the TensorRT provider the graph is one fused node in ONNX Runtime's trace, and the
+    # CUDA provider's node times are those of asynchronous kernel launches, not of the kernels.
+    capabilities = Capabilities()
+
+    def __init__(self, session: Any, variant: str, precision: str, device: int, path: Path) -> None:
+        super().__init__(session, NAME, variant, precision, path)
         self._device = device
         self._binding = session.io_binding()
 
@@ -116,4 +121,4 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRunti
         raise DeviceError(f"onnxruntime could not start a GPU provider (it fell back to {active[0]})",
                           fix="check the CUDA/cuDNN/TensorRT libraries match this onnxruntime-gpu build")
     log.info("%s: providers %s", NAME, ", ".join(active))
-    return OnnxRuntimeGpuBackend(session, variant, precision, options.device)
+    return OnnxRuntimeGpuBackend(session, variant, precision, options.device, path)

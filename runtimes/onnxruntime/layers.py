@@ -19,13 +19,14 @@ from edgedl.profiling.layers import LayerProfile, aggregate
 KERNEL_SUFFIX = "_kernel_time"
 
 
-def ort_layers(model_file: Path, feeds: dict[str, Any], runs: int, threads: int | None = None) -> LayerProfile:
+def ort_layers(model_file: Path, feeds: dict[str, Any], runs: int, threads: int | None = None,
+               fuse_qdq: bool = True) -> LayerProfile:
     """Profile ``runs`` inferences (after one uncounted run) in a profiling session of ``model_file``."""
     import onnxruntime as ort
 
     from edgedl.loading.ort_session import session_options
 
-    options = session_options(threads)
+    options = session_options(threads, fuse_qdq)
     with tempfile.TemporaryDirectory(prefix="edgedl-ort-profile-") as folder:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "trace")

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgedl.errors import DeviceError, MissingDependencyError, UsageError
-from edgedl.runtimes.base import LoadOptions, TensorSpec
+from edgedl.runtimes.base import BackendBase, Capabilities, LoadOptions, TensorSpec
 from edgedl.runtimes.onnxruntime.cpu import cpu_variant
 from edgedl.runtimes.source import ModelSource
 
@@ -72,14 +73,16 @@ def _spec(port: Any, declared: dict[str, list[int | str]]) -> TensorSpec:
     return TensorSpec(name, np.dtype(port.get_element_type().to_dtype()), dims)
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(BackendBase):
     """One compiled model and one infer request, inputs shared (not copied) with OpenVINO."""
 
     name = NAME
+    capabilities = Capabilities(layer_profiler="openvino-perf-counters")
 
     def __init__(self, compiled: Any, variant: str, precision: str, threads: int,
-                 declared: dict[str, list[int | str]]) -> None:
+                 declared: dict[str, list[int | str]], path: Path) -> None:
         self._compiled = compiled
+        self._path = path
         self._request = compiled.create_infer_request()
         self.variant = variant
         self.precision = precision
@@ -92,6 +95,12 @@ class OpenVinoBackend:
         """Run synchronously; outputs are copies, safe to keep across calls."""
         result = self._request.infer(feeds, share_inputs=True)
         return dict(zip(self._output_names, result.to_tuple(), strict=True))
+
+    def profile_layers(self, feeds: dict[str, Any], runs: int) -> Any:
+        """Per-layer times from OpenVINO's counters, in a second compile of the same file with this one's settings."""
+        from edgedl.runtimes.openvino.layers import openvino_layers
+
+        return openvino_layers(self._path, feeds, runs, self._threads, self.describe()["inference_precision"])
 
     def describe(self) -> dict[str, Any]:
         """Device, threads and the inference precision OpenVINO actually uses."""
@@ -123,4 +132,4 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OpenVinoB
         raise DeviceError(f"OpenVINO cannot compile variant {variant!r} ({first})", path=path,
                           fix="use backend onnxruntime for this bundle") from exc
     declared = {t.name: t.shape for t in source.inputs + source.outputs}
-    return OpenVinoBackend(compiled, variant, precision, threads, declared)
+    return OpenVinoBackend(compiled, variant, precision, threads, declared, path)

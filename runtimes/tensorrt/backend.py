@@ -1,10 +1,10 @@
 """TensorRT (``pip install edgedl[tensorrt]``; the ``tensorrt`` module itself comes with JetPack).
 
-The engine is built on the device from the bundle (see ``trt_build``) and cached
+The engine is built on the device from the bundle (see ``build``) and cached
 under a key naming everything it depends on (see ``engine_cache``). Inference uses
 TensorRT's tensor-name API (``set_tensor_address`` / ``execute_async_v3``, 8.5 and
 later) where the module has it and bindings (``execute_async_v2``) where it does not,
-with every buffer allocated once at load (see ``cuda_memory``).
+with every buffer allocated once at load (see ``edgedl.runtimes.cuda.memory``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from edgedl.errors import DeviceError, MissingDependencyError, UsageError
-from edgedl.runtimes.base import LoadOptions, TensorSpec, device_array_interface
+from edgedl.runtimes.base import BackendBase, Capabilities, LoadOptions, TensorSpec, device_array_interface
 from edgedl.runtimes.cuda.memory import CudaSession, DeviceArray, device_count_or_reason
 from edgedl.runtimes.source import ModelSource, user_cache_dir
-from edgedl.runtimes.tensorrt.build import Capabilities, Recipe, TrtLog, build_plan, recipe
+from edgedl.runtimes.tensorrt.build import Recipe, TrtFeatures, TrtLog, build_plan, recipe
 from edgedl.runtimes.tensorrt.engine_cache import EngineCache, engine_key, get_or_build, writable
+from edgedl.runtimes.tensorrt.profiler import PROFILER, tensorrt_layers
 
 NAME = "tensorrt"
 log = logging.getLogger("edgedl.runtimes")
@@ -85,10 +86,11 @@ def _dims(dims: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-class TensorRTBackend:
+class TensorRTBackend(BackendBase):
     """A deserialized engine, one execution context, one stream, buffers for the largest shapes."""
 
     name = NAME
+    capabilities = Capabilities(device_io=True, layer_profiler=PROFILER)
 
     def __init__(self, trt: Any, engine: Any, runtime: Any, cuda: CudaSession, plan: Recipe, key_id: str,
                  plan_path: str, built: bool, trt_log: TrtLog, source: ModelSource) -> None:
@@ -96,6 +98,7 @@ class TensorRTBackend:
         self.variant, self.precision = plan.variant, plan.precision
         self.key_id, self.plan_path, self.built, self.dla_core = key_id, plan_path, built, plan.dla_core
         self.last_device_ms: float | None = None
+        self._profiling = False
         self._lock = threading.Lock()
         self._context = engine.create_execution_context()
         if self._context is None:
@@ -210,6 +213,9 @@ class TensorRTBackend:
                 tensor.shape = self._context_shape(tensor)
         if self._named:
             ok = self._context.execute_async_v3(self._cuda.stream_handle)
+        elif self._profiling:  # before 8.5, TensorRT reports layer times for synchronous execution only
+            self._cuda.synchronize()
+            ok = self._context.execute_v2(self._bindings)
         else:
             ok = self._context.execute_async_v2(self._bindings, self._cuda.stream_handle)
         if not ok:
@@ -236,6 +242,15 @@ class TensorRTBackend:
             self._cuda.synchronize()
             self.last_device_ms = self._cuda.elapsed_ms()
             return {t.name: DeviceArray(t.device, t.shape, t.dtype) for t in self._outputs}
+
+    def profile_layers(self, feeds: dict[str, Any], runs: int) -> Any:
+        """Per-layer times from TensorRT's ``IProfiler`` over ``runs`` inferences of ``feeds``."""
+        return tensorrt_layers(self._trt, lambda: self.infer(feeds), self._attach_profiler, runs)
+
+    def _attach_profiler(self, profiler: Any) -> None:
+        with self._lock:
+            self._context.profiler = profiler
+            self._profiling = profiler is not None
 
     @staticmethod
     def _nbytes(tensor: _Tensor) -> int:
@@ -278,7 +293,7 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> TensorRTB
     if reason:
         raise MissingDependencyError(f"the TensorRT backend cannot run here: {reason}", fix=INSTALL_HINT)
     trt = import_tensorrt()
-    caps = Capabilities.of(trt)
+    caps = TrtFeatures.of(trt)
     cuda = CudaSession(options.device)
     try:
         with cuda.active():
@@ -313,7 +328,7 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> TensorRTB
         raise
 
 
-def _key(source: ModelSource, plan: Recipe, caps: Capabilities, cuda: CudaSession) -> Any:
+def _key(source: ModelSource, plan: Recipe, caps: TrtFeatures, cuda: CudaSession) -> Any:
     from edgedl.fsutil import sha256_file
 
     info = cuda.info

@@ -35,7 +35,7 @@ Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class Capabilities:
+class TrtFeatures:
     """What the installed TensorRT module offers, found by looking at it."""
 
     version: str
@@ -46,7 +46,7 @@ class Capabilities:
     progress_monitor: bool
 
     @classmethod
-    def of(cls, trt: Any) -> Capabilities:
+    def of(cls, trt: Any) -> TrtFeatures:
         version = str(trt.__version__)
         major = int(version.split(".")[0])
         weak = hasattr(trt.BuilderFlag, "FP16")
@@ -132,7 +132,7 @@ def profiles(inputs: Sequence[TensorInfo], shapes: Mapping[str, Any] | None) -> 
     return result
 
 
-def recipe(caps: Capabilities, source: ModelSource, precision: str, *, fast_fp16: bool, shapes: Mapping[str, Any] | None,
+def recipe(caps: TrtFeatures, source: ModelSource, precision: str, *, fast_fp16: bool, shapes: Mapping[str, Any] | None,
            workspace_mib: int | None, dla_core: int | None) -> Recipe:
     """The variant and flags for ``precision`` (``auto``: INT8, else FP16 where it is fast, else FP32)."""
     if workspace_mib is not None and workspace_mib < 1:
@@ -290,7 +290,7 @@ def _calibrator(trt: Any, cache: Path, version: str) -> Any:
     return _CacheOnly()
 
 
-def network_flags(trt: Any, caps: Capabilities) -> int:
+def network_flags(trt: Any, caps: TrtFeatures) -> int:
     """Creation flags: explicit batch where TensorRT still needs it to parse ONNX, nothing else."""
     flags = 0
     if caps.explicit_batch_flag:
@@ -298,7 +298,7 @@ def network_flags(trt: Any, caps: Capabilities) -> int:
     return flags
 
 
-def build_plan(trt: Any, caps: Capabilities, plan: Recipe, source: ModelSource, timing_cache: Path,
+def build_plan(trt: Any, caps: TrtFeatures, plan: Recipe, source: ModelSource, timing_cache: Path,
                report: Report) -> tuple[bytes, dict[str, Any]]:
     """Parse the variant, configure the builder, build; returns the serialized plan and build details."""
     trt_log = TrtLog(trt)

@@ -3,17 +3,19 @@
 TensorRT calls ``report_layer_time(layer_name, ms)`` for every layer after each execution
 while a profiler is attached (it synchronizes per layer to measure, so these runs are slower
 than the latency runs and are made apart from them). Layer names are TensorRT's, after fusion
-(``conv1 + relu1``); the op type is not reported. The model must expose ``set_profiler`` (the
-TensorRT backend's hook that sets ``IExecutionContext.profiler``).
-
-Only tested against a stand-in ``IProfiler`` base: the fake TensorRT the tests use has none.
+(``conv1 + relu1``); the op type is not reported. TensorRT 8.5 and later report for
+``execute_async_v3``; earlier releases only for synchronous execution, which the backend
+switches to while a profiler is attached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from edgedl.profiling.layers import LayerProfile, aggregate
+
+PROFILER = "tensorrt-iprofiler"
 
 
 def make_profiler(trt: Any) -> Any:
@@ -30,21 +32,17 @@ def make_profiler(trt: Any) -> Any:
     return LayerRecorder()
 
 
-def tensorrt_layers(model: Any, feeds: dict[str, Any], runs: int, trt: Any = None) -> LayerProfile:
-    """Attach a recording profiler, run ``runs`` inferences (after one uncounted run), detach it.
+def tensorrt_layers(trt: Any, run: Callable[[], Any], attach: Callable[[Any], None], runs: int) -> LayerProfile:
+    """One uncounted ``run()``, then ``runs`` more with a recording profiler attached; detached afterwards.
 
-    ``model`` must have the ``set_profiler`` hook (``layers.check_supported`` says so up front).
+    ``attach(profiler)`` sets the execution context's profiler (``attach(None)`` removes it).
     """
-    if trt is None:
-        from edgedl.runtimes.tensorrt.backend import import_tensorrt
-
-        trt = import_tensorrt()
-    model(feeds)
+    run()
     recorder = make_profiler(trt)
-    model.set_profiler(recorder)
+    attach(recorder)
     try:
         for _ in range(runs):
-            model(feeds)
+            run()
     finally:
-        model.set_profiler(None)
-    return aggregate("tensorrt-iprofiler", runs, recorder.events)
+        attach(None)
+    return aggregate(PROFILER, runs, recorder.events)
