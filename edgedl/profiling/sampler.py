@@ -103,6 +103,12 @@ def default_source(interval_ms: int = 100, device: int = 0, root: Path = Path("/
     return PollSource("sysfs", SysfsReader(root), interval_ms / 1e3)
 
 
+def live_sampler(interval_ms: int = 1000, device: int = 0) -> TelemetrySampler:
+    """A started sampler for a stream that runs for days: pass its :meth:`~TelemetrySampler.current` as the
+    telemetry of :class:`edgedl.live_metrics.LiveMetrics`, and ``stop()`` it when the stream ends."""
+    return TelemetrySampler(default_source(interval_ms, device), capacity=2).start()
+
+
 class TelemetrySampler:
     """Collects a source's readings in a daemon thread between :meth:`start` and :meth:`stop`."""
 
@@ -110,6 +116,7 @@ class TelemetrySampler:
         self.source = source
         self.buffer = SampleBuffer(capacity)
         self.error: str | None = None
+        self._latest: TelemetrySample | None = None  # kept apart from the buffer, which thins out what it keeps
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edgedl-telemetry", daemon=True)
 
@@ -134,9 +141,14 @@ class TelemetrySampler:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def current(self) -> TelemetrySample | None:
+        """The newest reading while the sampler runs; None before the first and once it has stopped or failed."""
+        return self._latest if self.running else None
+
     def _run(self) -> None:
         try:
             for sample in self.source.readings(self._stop):
+                self._latest = sample
                 self.buffer.add(sample)
         except OSError as exc:  # the command vanished or could not start: the run goes on without telemetry
             self.error = f"{self.source.name}: {exc}"
