@@ -1,14 +1,20 @@
-"""The streaming pipeline: source → preprocess → model → postprocess → sinks and the app, concurrently.
+"""The streaming pipeline: sources → preprocess → model → postprocess → sinks and the app, concurrently.
 
     pipeline = edgedl.Pipeline(model, "csi://0", sink="out.mp4", on_result=handle)
     pipeline.start(); ...; pipeline.stop()
+    for result in edgedl.Pipeline(model, ["rtsp://cam1/live", "rtsp://cam2/live"], tracker="bytetrack").results():
+        print(result.source, result.detections)
 
 Each stage runs in its own thread, joined by small bounded queues, so the model works on
-frame ``n`` while frame ``n+1`` is being preprocessed and frame ``n-1`` postprocessed and
+batch ``n`` while batch ``n+1`` is being preprocessed and batch ``n-1`` postprocessed and
 written. Nothing queues without bound: a live source drops its oldest frame when the model
 falls behind (counted in ``Result.dropped``); a file source waits instead (back-pressure).
-On a GPU backend with GPU preprocessing, preprocessing and inference share one thread and
-one CUDA stream, because the device buffer the kernel fills is the one the engine reads.
+With several sources, each keeps its own capture thread, queue policy, reconnection and
+events; frames are gathered fairly into batches of up to ``batch_size`` (see
+:mod:`edgedl.batching`), run through the model in one call, and their results go out in each
+source's frame order. On a GPU backend with GPU preprocessing, preprocessing and inference
+share one thread and one CUDA stream, because the device buffer the kernel fills is the one
+the engine reads.
 """
 
 from __future__ import annotations
@@ -18,90 +24,31 @@ import queue
 import signal
 import threading
 import time
-from array import array
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from edgedl.batching import SourceMux, split
 from edgedl.errors import UsageError
+from edgedl.pipeline_stats import PipelineStats
 from edgedl.results import Frame, Result, SourceEvent
-from edgedl.sources.stream import EVENT_HISTORY
 from edgedl.stream_setup import StreamSetup
 
 log = logging.getLogger("edgedl.pipeline")
 
-_END = object()  # passed down the stages when the source ends
+_END = object()  # passed down the stages when the sources end
 _POLL_S = 0.05  # how often a blocked stage looks at the stop flag
-_Item = tuple[Frame, Any, Any, dict[str, float]]  # frame, tensor or outputs, geometry, stage timings (ms)
 
 
 @dataclass
-class PipelineStats:
-    """Counts and timings of a run so far; ``summary()`` gives percentiles.
+class _Batch:
+    """Frames on their way through the stages: their sources, the model input or outputs, geometries, stage ms."""
 
-    ``captured`` = ``processed`` + ``dropped`` + ``discarded`` once the run has ended: ``dropped``
-    counts the frames a live source dropped because the pipeline fell behind; ``discarded`` those an
-    early stop (``stop()``, ``max_frames``) left queued at the source or in flight. A run of any
-    length holds a fixed amount of memory: each series keeps its most recent ``window`` samples
-    (up to an eighth more between trims) as 8-byte floats, ``events`` the most recent EVENT_HISTORY.
-    """
-
-    started: float = field(default_factory=time.monotonic)
-    processed: int = 0
-    captured: int = 0
-    dropped: int = 0
-    discarded: int = 0
-    latencies_ms: array[float] = field(default_factory=lambda: array("d"))
-    stage_ms: dict[str, array[float]] = field(default_factory=dict)
-    events: deque[SourceEvent] = field(default_factory=lambda: deque(maxlen=EVENT_HISTORY))
-    max_depth: dict[str, int] = field(default_factory=dict)
-    window: int = 100_000  # samples kept per series; a long run keeps its most recent ones
-
-    def add(self, result: Result) -> None:
-        """Count one processed frame and keep its latency and stage times."""
-        self.processed += 1
-        self._keep(self.latencies_ms, result.latency_ms)
-        for stage, ms in result.timings.items():
-            self.add_stage(stage, ms)
-
-    def add_stage(self, stage: str, ms: float) -> None:
-        """Keep one time (ms) of ``stage``."""
-        series = self.stage_ms.get(stage)
-        if series is None:
-            series = self.stage_ms[stage] = array("d")
-        self._keep(series, ms)
-
-    def _keep(self, series: array[float], value: float) -> None:
-        series.append(value)
-        # Deleting from the front moves the whole series, so trim in batches: once per window/8 samples, not per frame.
-        if len(series) > self.window + self.window // 8:
-            del series[: len(series) - self.window]
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def fps(self) -> float:
-        """Results per second since the pipeline started."""
-        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        """Frames, FPS, latency percentiles and mean per-stage times (ms) as plain JSON types."""
-        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
-        return {
-            "frames_captured": self.captured, "frames_processed": self.processed, "frames_dropped": self.dropped,
-            "frames_discarded": self.discarded,
-            "seconds": round(self.elapsed_s, 3), "fps": round(self.fps, 2),
-            "latency_ms": {k: round(float(np.percentile(lat, q)), 3) for k, q in (("p50", 50), ("p90", 90), ("p99", 99))}
-            | {"max": round(float(lat.max()), 3)},
-            "stage_ms": {k: round(float(np.mean(v)), 3) for k, v in self.stage_ms.items() if v},
-            "max_queue_depth": dict(self.max_depth),
-            "events": [str(e) for e in list(self.events)[-20:]],
-        }
+    frames: list[Frame]
+    names: list[str]
+    data: Any
+    geometries: list[Any]
+    timings: dict[str, float]
 
 
 class _Stage(threading.Thread):
@@ -128,29 +75,41 @@ class _Stage(threading.Thread):
 
 
 class Pipeline:
-    """Run a model over a video source in background threads; hand each :class:`Result` to sinks and the app.
+    """Run a model over one or more video sources in background threads; hand each :class:`Result` to sinks and the app.
 
     ``source``: a URI (``csi://0``, ``/dev/video0``, ``rtsp://…``, ``clip.mp4``, an image folder or glob,
-    ``gst://…``, ``synthetic://shapes``) or an open :class:`edgedl.sources.FrameStream`. ``sink``: a sink URI
-    (``out.mp4``, ``frames/``, ``results.jsonl``, ``display``, ``rtsp://…``) or sink object, or a list of them.
-    ``on_result`` is called in the pipeline's output thread for every result; without it, iterate
-    :meth:`results`. Options: ``postprocess`` (a registered name or a function), ``conf``, ``iou``, ``top_k``,
-    ``max_detections``, ``class_agnostic``, ``keep_outputs``, ``preprocess`` (a spec or preset name; needed for
-    a bare ONNX model), ``device_preprocess`` (``auto``, ``cpu`` or ``gpu``), ``max_frames``, ``queue_size``,
-    ``overwrite`` (sink files), ``on_event`` (called with each :class:`SourceEvent`) and ``source_options``
-    passed to :func:`edgedl.sources.open_source`.
+    ``gst://…``, ``synthetic://shapes``) or an open :class:`edgedl.sources.FrameStream`; or several, as a
+    list (each named by its URI) or a dict of names to sources. ``Result.source`` says which one a result
+    came from. ``sink``: a sink URI (``out.mp4``, ``frames/``, ``results.jsonl``, ``display``, ``rtsp://…``)
+    or sink object, or a list of them. ``on_result`` is called in the pipeline's output thread for every
+    result; without it, iterate :meth:`results`. Options: ``postprocess`` (a registered name or a
+    function), ``conf``, ``iou``, ``top_k``, ``max_detections``, ``class_agnostic``, ``keep_outputs``,
+    ``preprocess`` (a spec or preset name; needed for a bare ONNX model), ``device_preprocess`` (``auto``,
+    ``cpu`` or ``gpu``), ``max_frames`` (per source), ``queue_size``, ``overwrite`` (sink files),
+    ``on_event`` (called with each :class:`SourceEvent`), ``source_options`` passed to
+    :func:`edgedl.sources.open_source`, ``batch_size`` (frames per model call; default: the model's fixed
+    batch, else one per source up to :data:`edgedl.stream_setup.MAX_AUTO_BATCH`), ``batch_wait_ms``
+    (how long a batch waits to fill once its first frame is in) and ``metrics_port`` (serve Prometheus
+    metrics on ``127.0.0.1:PORT/metrics`` while running; 0 picks a free port, see :attr:`metrics_url`).
     """
 
     def __init__(self, model: Any, source: Any, sink: Any = None, on_result: Callable[[Result], Any] | None = None, *,
                  max_frames: int | None = None, queue_size: int = 2, source_options: dict[str, Any] | None = None,
-                 on_event: Callable[[SourceEvent], Any] | None = None, overwrite: bool = False, **options: Any) -> None:
+                 on_event: Callable[[SourceEvent], Any] | None = None, overwrite: bool = False,
+                 batch_size: int | None = None, batch_wait_ms: float = 5.0, metrics_port: int | None = None,
+                 **options: Any) -> None:
         if queue_size < 1:
             raise UsageError(f"queue_size must be at least 1, got {queue_size}")
         if max_frames is not None and max_frames < 1:
             raise UsageError(f"max_frames must be at least 1, got {max_frames}", fix="leave it out to run until the source ends")
+        if not batch_wait_ms >= 0:
+            raise UsageError(f"batch_wait_ms must be 0 or more, got {batch_wait_ms}", fix="for example batch_wait_ms=5")
         self.model = model
+        self._sources = named_sources(source)
         self.setup = StreamSetup.for_model(model, **options)
-        self._source_arg, self._source_options = source, dict(source_options or {})
+        self.batch_size = self.setup.batch_size(batch_size, len(self._sources))
+        self._batch_wait_s = batch_wait_ms / 1e3
+        self._source_options = dict(source_options or {})
         self._sink_arg, self._overwrite = sink, overwrite
         self.on_result, self.on_event = on_result, on_event
         self.max_frames = max_frames
@@ -159,9 +118,13 @@ class Pipeline:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []
-        self._stream: Any = None
+        self._mux = SourceMux(max_frames)
+        self._streams: dict[str, Any] = {}  # every source attached, removed ones included, for the final counts
+        self._taken: dict[str, Any] = {}  # each source's mux entry: frames taken from it
         self._sinks: list[Any] = []
-        self._read = 0
+        self._metrics_port = metrics_port
+        self._metrics: Any = None
+        self._telemetry: Any = None
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -173,34 +136,61 @@ class Pipeline:
 
     @property
     def dropped(self) -> int:
-        """Frames the source has dropped so far (live sources drop the oldest when the pipeline falls behind)."""
-        return int(self._stream.dropped) if self._stream is not None else 0
+        """Frames the sources have dropped so far (live sources drop the oldest when the pipeline falls behind)."""
+        return sum(int(stream.dropped) for stream in list(self._streams.values()))
+
+    @property
+    def sources(self) -> list[str]:
+        """The names of the sources frames are taken from now."""
+        return self._mux.names
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the Prometheus metrics are served while the pipeline runs (``metrics_port``), else None."""
+        return None if self._metrics is None else self._metrics.url
 
     def start(self) -> Pipeline:
-        """Open the source and sinks and start the stage threads. Returns self."""
+        """Open the sources and sinks and start the stage threads. Returns self.
+
+        With several sources, one that cannot be opened is reported as an ``unavailable`` event and the
+        others run; the error is raised only when none opens.
+        """
         if self._started:
             raise UsageError("this pipeline was already started", fix="create a new Pipeline to run again")
-        from edgedl.sources import open_source
-
         self._started = True
-        self._stream = self._source_arg if hasattr(self._source_arg, "read") else \
-            open_source(self._source_arg, **self._source_options)
+        self._start_metrics()  # first: a port in use is reported before any camera opens
+        opened: dict[str, Any] = {}
         try:
+            failures = []
+            for name, item in self._sources.items():
+                try:
+                    opened[name] = self._open(item)
+                except Exception as exc:
+                    if len(self._sources) == 1:
+                        raise
+                    failures.append(exc)
+                    self._report(name, SourceEvent("unavailable", f"could not be opened: {exc}", time.monotonic(), name))
+            if not opened:
+                raise failures[0]
             self._sinks = _open_sinks(self._sink_arg, self._overwrite)
         except BaseException:
-            self._stream.close()
+            for stream in opened.values():
+                stream.close()
+            self._stop_metrics()
             raise
+        for name, stream in opened.items():
+            self._attach(name, stream)
         self.stats.started = time.monotonic()
         q = self._queues
         names = ("preprocessed", "inferred", "results")
         take_pre, take_inf, take_out = (lambda name=name: self._get(q[name]) for name in names)
-        put_pre, put_inf, put_res = (lambda item, name=name: self._put(q[name], item) for name in names)
+        put_pre, put_inf = (lambda item, name=name: self._put(q[name], item) for name in names[:2])
         if self.setup.fused_preprocess:
-            stages = [("infer", self._next_frame, self._preprocess_and_infer, put_inf)]
+            stages = [("infer", self._next_batch, self._preprocess_and_infer, put_inf)]
         else:
-            stages = [("preprocess", self._next_frame, self._preprocess, put_pre),
+            stages = [("preprocess", self._next_batch, self._preprocess, put_pre),
                       ("infer", take_pre, self._infer, put_inf)]
-        stages.append(("postprocess", take_inf, self._postprocess, put_res))
+        stages.append(("postprocess", take_inf, self._postprocess, self._put_results))
         self._threads = [_Stage(name, take, work, give, self) for name, take, work, give in stages]
         if self.on_result is not None:
             self._threads.append(_Stage("output", take_out, self._deliver, lambda item: None, self))
@@ -208,8 +198,30 @@ class Pipeline:
             thread.start()
         return self
 
+    def add_source(self, source: Any, name: str | None = None) -> str:
+        """Start taking frames from another source while the pipeline runs; returns its name.
+
+        A source that cannot be opened raises here and leaves the running sources alone.
+        """
+        if not self._started:
+            raise UsageError("add_source needs a started pipeline", fix="pass every source to Pipeline(...) before start()")
+        key = source_name(source) if name is None else str(name)
+        if key in self._mux.names:
+            raise UsageError(f"source {key!r} is already in this pipeline", fix="give each source once")
+        self._attach(key, self._open(source))
+        return key
+
+    def remove_source(self, name: str) -> None:
+        """Stop taking frames from source ``name`` and close it (frames of it already in flight still come out).
+
+        When the last source is removed the run ends.
+        """
+        self._mux.remove(name)
+        self._streams[name].close()
+        self._collect_events()
+
     def stop(self) -> None:
-        """Stop now: frames in flight are abandoned, the source and sinks are closed (files finalized).
+        """Stop now: frames in flight are abandoned, the sources and sinks are closed (files finalized).
 
         On the main thread, one more Ctrl-C or SIGTERM that arrives while stopping is held back until
         the sinks are closed, then delivered (see :class:`_SignalsHeld`).
@@ -219,9 +231,9 @@ class Pipeline:
             self.join()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the run to end (the source ended, max_frames reached, or stop()); True when it has.
+        """Wait for the run to end (the sources ended, max_frames reached, or stop()); True when it has.
 
-        Closes the source and the sinks once every stage has finished, and re-raises an error a stage hit.
+        Closes the sources and the sinks once every stage has finished, and re-raises an error a stage hit.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
@@ -242,19 +254,57 @@ class Pipeline:
             self._error = exc
         self._stop.set()
 
+    def _start_metrics(self) -> None:
+        if self._metrics_port is None:
+            return
+        from edgedl.live_metrics import LiveMetrics
+        from edgedl.profiling.sampler import live_sampler
+
+        self._telemetry = live_sampler(device=getattr(self.model, "device", 0))  # clocks, temperatures, power
+        try:
+            self._metrics = LiveMetrics(self._metrics_port, sources=lambda: dict(self._streams),
+                                        telemetry=self._telemetry.current)
+        except BaseException:
+            self._telemetry.stop()
+            raise
+
+    def _stop_metrics(self) -> None:
+        if self._telemetry is not None:
+            self._telemetry.stop()
+        if self._metrics is not None:
+            self._metrics.close()
+
+    def _open(self, item: Any) -> Any:
+        from edgedl.sources import open_source
+
+        return item if hasattr(item, "read") else open_source(item, **self._source_options)
+
+    def _attach(self, name: str, stream: Any) -> None:
+        self._taken[name] = self._mux.add(name, stream)
+        self._streams[name] = stream
+
     def _close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._collect_events()
-            self.stats.captured = int(self._stream.captured)
-            self.stats.dropped = int(self._stream.dropped)
+        streams = list(self._streams.items())
+        for _, stream in streams:
+            stream.close()
+        self._collect_events()
+        for name, stream in streams:
+            stats = self.stats.source(name)
+            stats.captured, stats.dropped = int(stream.captured), int(stream.dropped)
             # Frames left at the source by an early stop, plus those taken from it and abandoned in flight.
-            self.stats.discarded = int(self._stream.discarded) + self._read - self.stats.processed
-            self.stats.max_depth["source"] = int(getattr(self._stream, "max_depth", 0))
+            stats.discarded = int(stream.discarded) + self._taken[name].taken - stats.processed
+        per_source = [self.stats.source(name) for name, _ in streams]
+        self.stats.captured = sum(s.captured for s in per_source)
+        self.stats.dropped = sum(s.dropped for s in per_source)
+        self.stats.discarded = sum(s.discarded for s in per_source)
+        self.stats.max_depth["source"] = max((int(getattr(stream, "max_depth", 0)) for _, stream in streams), default=0)
         sinks, self._sinks = self._sinks, []
-        for sink in sinks:
-            sink.close()
-        self.setup.close()
+        try:
+            for sink in sinks:
+                sink.close()
+        finally:
+            self._stop_metrics()
+            self.setup.close()
 
     def __enter__(self) -> Pipeline:
         return self if self._started else self.start()
@@ -304,70 +354,119 @@ class Pipeline:
                         continue
                     return
 
+    def _put_results(self, item: Any) -> None:
+        for result in [item] if item is _END else item:
+            self._put(self._queues["results"], result)
+
     # ------------------------------------------------------------------ stages
 
+    def _report(self, name: str, event: SourceEvent) -> None:
+        if event.source != name:
+            event = SourceEvent(event.kind, event.message, event.timestamp, name)
+        self.stats.events.append(event)
+        self.stats.source(name).events.append(event)
+        if self._metrics is not None:
+            self._metrics.event(name, event.kind)
+        log.info("%s", event)
+        if self.on_event is not None:
+            self.on_event(event)
+
     def _collect_events(self) -> None:
-        for event in self._stream.events():
-            self.stats.events.append(event)
-            log.info("%s", event)
-            if self.on_event is not None:
-                self.on_event(event)
+        for name, stream in list(self._streams.items()):
+            for event in stream.events():
+                self._report(name, event)
 
-    def _next_frame(self) -> Any:
-        """The source's next frame; ``_END`` at its end or after max_frames."""
-        if self.max_frames is not None and self._read >= self.max_frames:
-            return _END
-        frame = self._stream.read(timeout=_POLL_S * 4)
+    def _next_batch(self) -> Any:
+        """The next batch of frames; ``_END`` once every source has ended (or given max_frames)."""
+        taken = self._mux.gather(self.batch_size, self._batch_wait_s, _POLL_S * 4)
         self._collect_events()
-        if frame is None:
-            return None if self._stream_open() else _END
-        self._read += 1
-        return frame
+        if not taken:
+            return _END if self._mux.ended else None
+        return _Batch([frame for _, frame in taken], [name for name, _ in taken], None, [], {})
 
-    def _stream_open(self) -> bool:
-        return not getattr(self._stream, "ended", False)
-
-    def _preprocess(self, frame: Frame) -> _Item:
+    def _preprocess(self, batch: _Batch) -> _Batch:
         t0 = time.perf_counter()
-        tensor, geometry = self.setup.preprocess(frame.image)
-        return frame, tensor, geometry, {"preprocess": (time.perf_counter() - t0) * 1e3}
+        batch.data, batch.geometries = self.setup.preprocess_batch([frame.image for frame in batch.frames],
+                                                                   self.batch_size)
+        batch.timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+        return batch
 
-    def _infer(self, item: _Item) -> _Item:
-        frame, tensor, geometry, timings = item
+    def _infer(self, batch: _Batch) -> _Batch:
         t0 = time.perf_counter()
-        outputs = self.setup.infer(tensor)
-        timings["infer"] = (time.perf_counter() - t0) * 1e3
+        batch.data = self.setup.infer(batch.data)
+        seconds = time.perf_counter() - t0
+        batch.timings["infer"] = seconds * 1e3
+        self.stats.add_batch(len(batch.frames))
+        if self._metrics is not None:
+            self._metrics.batch(self.model.path.name, len(batch.frames), seconds)
         device_ms = self.model.last_device_ms  # GPU backends: the engine's own time, from CUDA events
         if device_ms is not None:
-            timings["device"] = device_ms
-        return frame, outputs, geometry, timings
+            batch.timings["device"] = device_ms
+        return batch
 
-    def _preprocess_and_infer(self, frame: Frame) -> _Item:
-        return self._infer(self._preprocess(frame))
+    def _preprocess_and_infer(self, batch: _Batch) -> _Batch:
+        return self._infer(self._preprocess(batch))
 
-    def _postprocess(self, item: _Item) -> Result:
-        frame, outputs, geometry, timings = item
-        t0 = time.perf_counter()
-        prediction = self.setup.postprocess(outputs, geometry)
-        timings["postprocess"] = (time.perf_counter() - t0) * 1e3
-        result = Result(frame, prediction, geometry, timings, (time.monotonic() - frame.timestamp) * 1e3,
-                        int(self._stream.dropped))
-        self.stats.add(result)
-        if self._sinks:
+    def _postprocess(self, batch: _Batch) -> list[Result]:
+        results = []
+        for frame, name, outputs, geometry in zip(batch.frames, batch.names, split(batch.data, len(batch.frames)),
+                                                  batch.geometries, strict=True):
             t0 = time.perf_counter()
-            for sink in self._sinks:
-                sink.write(result)
-                if getattr(sink, "stop_requested", False):
-                    self._stop.set()
-            self.stats.add_stage("sink", (time.perf_counter() - t0) * 1e3)
-        for name, q in self._queues.items():
-            self.stats.max_depth[name] = max(self.stats.max_depth.get(name, 0), q.qsize())
-        return result
+            prediction = self.setup.postprocess(outputs, geometry)
+            timings = {**batch.timings, "postprocess": (time.perf_counter() - t0) * 1e3}
+            result = Result(frame, prediction, geometry, timings, (time.monotonic() - frame.timestamp) * 1e3,
+                            int(self._streams[name].dropped), name)
+            self.stats.add(result)
+            self.stats.source(name).add(result)
+            self._write(result)
+            if self._metrics is not None:
+                self._metrics.frame_processed(name, result.latency_ms / 1e3, {k: ms / 1e3 for k, ms in timings.items()})
+            results.append(result)
+        for queue_name, q in self._queues.items():
+            self.stats.max_depth[queue_name] = max(self.stats.max_depth.get(queue_name, 0), q.qsize())
+        return results
+
+    def _write(self, result: Result) -> None:
+        if not self._sinks:
+            return
+        t0 = time.perf_counter()
+        for sink in self._sinks:
+            sink.write(result)
+            if getattr(sink, "stop_requested", False):
+                self._stop.set()
+        ms = (time.perf_counter() - t0) * 1e3
+        self.stats.add_stage("sink", ms)
+        self.stats.source(result.source).add_stage("sink", ms)
 
     def _deliver(self, result: Result) -> None:
         assert self.on_result is not None
         self.on_result(result)
 
+
+def source_name(source: Any) -> str:
+    """The name a source goes by when none is given: its URI (an open stream's ``uri``)."""
+    uri = getattr(source, "uri", None) if hasattr(source, "read") else source
+    return str(uri if uri is not None else source)
+
+
+def named_sources(source: Any) -> dict[str, Any]:
+    """One source, a list of them or a dict of names to them → sources by name; duplicates and none are refused."""
+    if isinstance(source, Mapping):
+        pairs = [(str(name), item) for name, item in source.items()]
+    elif isinstance(source, (list, tuple)):
+        pairs = [(source_name(item), item) for item in source]
+    else:
+        pairs = [(source_name(source), source)]
+    if not pairs:
+        raise UsageError("no source was given", fix="pass a source URI, or a list of them")
+    named: dict[str, Any] = {}
+    for name, item in pairs:
+        if not name.strip():
+            raise UsageError("a source is empty", fix="name a camera, file, folder or URI")
+        if name in named:
+            raise UsageError(f"source {name!r} is given twice", fix="give each source once")
+        named[name] = item
+    return named
 
 
 class _SignalsHeld:

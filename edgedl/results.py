@@ -55,6 +55,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "gave-up",       # reconnection attempts are exhausted; the stream ends
     "skipped",       # an item the source could not read was passed over (an unreadable image in a folder)
     "ended",         # end of a file, folder or finite synthetic stream
+    "unavailable",   # one of a pipeline's several sources could not be opened at its start (the others run)
 )
 
 
@@ -147,7 +148,9 @@ class Result:
     ``timings`` holds milliseconds per stage (``preprocess``, ``infer``, ``postprocess``, …);
     ``latency_ms`` runs from capture to the moment the result was ready; ``dropped`` is the
     number of frames the source has dropped so far (live sources drop the oldest frame when
-    the pipeline falls behind).
+    the pipeline falls behind). ``source`` names the pipeline source the frame came from (its
+    URI, or the name it was given); ``frame.source`` is the frame's own origin, such as a file
+    in a folder source.
     """
 
     frame: Frame
@@ -156,6 +159,7 @@ class Result:
     timings: dict[str, float]
     latency_ms: float
     dropped: int
+    source: str = ""
 
     @property
     def frame_id(self) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedl.batching import stack
 from edgedl.errors import UsageError
 from edgedl.preprocess import PRESETS, Geometry, PreprocessSpec, preprocess
 from edgedl.results import Prediction
@@ -21,6 +22,8 @@ from edgedl.results import Prediction
 log = logging.getLogger("edgedl.pipeline")
 
 DEVICE_PREPROCESS = ("auto", "cpu", "gpu")
+#: The largest batch chosen without being asked for, on a model whose batch dimension is dynamic.
+MAX_AUTO_BATCH = 8
 
 
 @dataclass
@@ -74,8 +77,40 @@ class StreamSetup:
             return self.gpu.run(image)
         return preprocess(self.spec, image)
 
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model's image input is fixed to, or None when its batch dimension is dynamic."""
+        spec = next((i for i in self.model.inputs if i.name == self.input_name), None)
+        dim = spec.shape[0] if spec is not None and spec.shape else 1
+        return dim if isinstance(dim, int) and dim > 0 else None
+
+    def batch_size(self, requested: int | None, sources: int) -> int:
+        """Frames per model call: ``requested``, else the model's fixed batch, else one per source (at most
+        :data:`MAX_AUTO_BATCH`). A fixed batch larger than the frames at hand is padded."""
+        fixed = self.fixed_batch
+        if requested is None:
+            return fixed if fixed is not None else max(1, min(sources, MAX_AUTO_BATCH))
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise UsageError(f"batch size must be a whole number of at least 1, got {requested!r}",
+                             fix="for example batch_size=4 (--batch-size 4)")
+        if fixed is not None and requested != fixed:
+            raise UsageError(f"{self.model.path.name} takes batches of exactly {fixed} frames, not {requested}",
+                             path=self.model.path, fix=f"use batch size {fixed}, or convert the model with a dynamic "
+                                                       "batch (edgedl convert --dynamic-batch)")
+        return requested
+
+    def preprocess_batch(self, images: list[np.ndarray], batch: int) -> tuple[Any, list[Geometry]]:
+        """Several frames to one model input of ``batch`` rows (zero-padded past the frames) and their geometries."""
+        if len(images) == 1 and batch == 1:
+            tensor, geometry = self.preprocess(images[0])
+            return tensor, [geometry]
+        if self.gpu is not None:
+            return self.gpu.run_batch(images, batch)
+        pairs = [preprocess(self.spec, image) for image in images]
+        return stack([tensor for tensor, _ in pairs], batch), [geometry for _, geometry in pairs]
+
     def infer(self, tensor: Any) -> dict[str, np.ndarray]:
-        """Run the model on one preprocessed frame."""
+        """Run the model on one preprocessed frame or batch."""
         return self.model({self.input_name: tensor})
 
     def postprocess(self, outputs: dict[str, np.ndarray], geometry: Geometry) -> Prediction:

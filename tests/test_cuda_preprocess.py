@@ -330,6 +330,22 @@ def test_buffers_grow_only_for_larger_frames_and_taps_follow_the_size(host_gpu: 
         tensor.to_host()
 
 
+def test_a_batch_holds_each_frame_in_its_row_as_the_cpu_path_makes_it(host_gpu: tuple[FakeCudaDriver, HostKernels]) -> None:
+    driver, kernels = host_gpu
+    spec = PreprocessSpec(64, 48, resize="letterbox", **IMAGENET)
+    images = [frame(320, 240, seed=3), frame(200, 300, seed=4), frame(64, 48, seed=5)]
+    with GpuPreprocessor(spec, driver=driver, kernels=kernels) as pre:
+        tensor, geometries = pre.run_batch(images, batch=4)  # a fixed batch of 4: the last row is padding
+        assert tensor.shape == (4, 3, 48, 64)
+        host = tensor.to_host()
+        for row, image in enumerate(images):
+            expected, expected_geometry = preprocess(spec, image)
+            same(host[row : row + 1], expected)
+            assert geometries[row] == expected_geometry
+        with pytest.raises(UsageError, match="takes 1 to 2 frames"):
+            pre.run_batch(images, batch=2)
+
+
 def test_out_pointer_receives_the_result_without_an_own_output(host_gpu: tuple[FakeCudaDriver, HostKernels]) -> None:
     driver, kernels = host_gpu
     spec = PreprocessSpec(64, 48, resize="center-crop", layout="NHWC", dtype="float16", **IMAGENET)

@@ -33,7 +33,8 @@ from tiny import tiny_classifier
 
 import edgedl
 from edgedl.errors import InputFileError
-from edgedl.pipeline import Pipeline, PipelineStats
+from edgedl.pipeline import Pipeline
+from edgedl.pipeline_stats import PipelineStats
 from edgedl.results import Result, SourceEvent
 from edgedl.sources.stream import MAX_STUCK_READS
 

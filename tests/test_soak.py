@@ -17,7 +17,8 @@ import soak
 from tiny import tiny_classifier
 
 import edgedl
-from edgedl.pipeline import Pipeline, PipelineStats
+from edgedl.pipeline import Pipeline
+from edgedl.pipeline_stats import PipelineStats
 from edgedl.results import Frame, Prediction, Result
 from edgedl.sources.stream import EVENT_HISTORY
 

@@ -31,6 +31,25 @@ class FrameQueue:
         self._ready = threading.Condition()
         self._finished = False
         self._closed = False
+        self._watchers: list[threading.Event] = []
+
+    def watch(self, event: threading.Event) -> None:
+        """Set ``event`` whenever a frame is queued or the queue finishes or closes, so one consumer can
+        wait on several queues at once instead of polling them."""
+        with self._ready:
+            self._watchers.append(event)
+            event.set()
+
+    def unwatch(self, event: threading.Event) -> None:
+        """Stop setting ``event``."""
+        with self._ready:
+            if event in self._watchers:
+                self._watchers.remove(event)
+
+    def _wake(self) -> None:
+        self._ready.notify_all()
+        for event in self._watchers:
+            event.set()
 
     def put(self, frame: Frame) -> bool:
         """Queue ``frame`` (dropping the oldest, or waiting for room); ``False`` when the queue was closed meanwhile."""
@@ -46,7 +65,7 @@ class FrameQueue:
                 return False
             self._frames.append(frame)
             self.max_depth = max(self.max_depth, len(self._frames))
-            self._ready.notify_all()
+            self._wake()
             return True
 
     def get(self, timeout: float | None = None) -> Frame | None:
@@ -68,7 +87,7 @@ class FrameQueue:
         """No more frames will come; readers get what is queued, then ``None``."""
         with self._ready:
             self._finished = True
-            self._ready.notify_all()
+            self._wake()
 
     def close(self) -> None:
         """Wake everyone waiting and refuse further frames; queued frames are discarded (and counted)."""
@@ -76,7 +95,7 @@ class FrameQueue:
             self._closed = True
             self.discarded += len(self._frames)
             self._frames.clear()
-            self._ready.notify_all()
+            self._wake()
 
     @property
     def depth(self) -> int:

@@ -175,6 +175,14 @@ class FrameStream:
         while (frame := self.read()) is not None:
             yield frame
 
+    def watch(self, event: threading.Event) -> None:
+        """Have ``event`` set whenever a frame is ready or the stream ends (a consumer of several streams waits on it)."""
+        self._queue.watch(event)
+
+    def unwatch(self, event: threading.Event) -> None:
+        """Stop setting ``event``."""
+        self._queue.unwatch(event)
+
     def events(self) -> list[SourceEvent]:
         """Events since the last call, oldest first (at most EVENT_HISTORY are kept)."""
         with self._events_lock:

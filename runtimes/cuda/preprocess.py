@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -319,6 +320,26 @@ class GpuPreprocessor:
             if wait:
                 self._session.synchronize()
         return DeviceTensor(dst, self.shape, self.dtype, self.stream_handle, self), plan.geometry
+
+    def run_batch(self, frames: Sequence[np.ndarray], batch: int) -> tuple[DeviceTensor, list[Geometry]]:
+        """Several frames as one model input of ``batch`` rows on the GPU, frame ``i`` in row ``i``.
+
+        Rows past the frames keep what they last held (a fixed-batch engine computes them; the caller
+        drops their outputs). The tensor lives in the preprocessor's batch buffer, valid until the next
+        ``run_batch`` or ``close()``; it is complete when this returns.
+        """
+        if not 1 <= len(frames) <= batch:
+            raise UsageError(f"run_batch takes 1 to {batch} frames, got {len(frames)}", fix="pass at most batch frames")
+        if self.closed:
+            raise UsageError("this GpuPreprocessor was closed", fix="create a new one")
+        with self._lock, self._session.active():
+            self._session.synchronize()  # the batch buffer may be reallocated: nothing may still be writing it
+            base = self._device_buffer("batch", batch * self.nbytes)
+        geometries = []
+        for i, frame in enumerate(frames):
+            _, geometry = self.run(frame, out=base + i * self.nbytes, wait=i == len(frames) - 1)
+            geometries.append(geometry)
+        return DeviceTensor(base, (batch, *self.shape[1:]), self.dtype, self.stream_handle, self), geometries
 
     @property
     def last_device_ms(self) -> float | None:
