@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from child_processes import start_child, stop_child
 from click.testing import CliRunner
 from fake_tensorrt import install
 from tiny import tiny_classifier
@@ -72,8 +73,8 @@ def spawn(args: list[str], *, tensorrt: bool = False, kill: dict[str, str] | Non
           env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start ``edgedl ARGS`` in a child (see ``CHILD`` for the options)."""
     options = json.dumps({"tensorrt": tensorrt, "kill": kill, "max_file_bytes": max_file_bytes})
-    child = subprocess.Popen([sys.executable, "-c", CHILD, options, *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    child = start_child([sys.executable, "-c", CHILD, options, *args], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     _children.append(child)
     return child
 
@@ -86,11 +87,7 @@ def _no_orphans() -> Iterator[None]:
     """Kill whatever child a failed test left running."""
     yield
     for child in _children:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stderr is not None:
-            child.stderr.close()
+        stop_child(child)
     _children.clear()
 
 

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 import pytest
 import soak
+from child_processes import child_process
 from fake_sources import FROZEN, HANG, NONE, RAISE, REFUSE, FakeDevice, frames
 from tiny import tiny_classifier
 
@@ -443,17 +445,18 @@ def test_a_network_camera_that_freezes_drops_out_and_changes_size_keeps_streamin
 # --------------------------------------------------------------------------- edgedl run and signals
 
 
-def _start_run(bundle: Path, folder: Path, source: str = "synthetic://shapes?width=160&height=120&fps=30",
-               ) -> tuple[subprocess.Popen[str], Path, Path]:
-    """``edgedl run`` on a camera into a video and a JSON-lines file, once results are flowing."""
+@contextmanager
+def _running(bundle: Path, folder: Path, source: str = "synthetic://shapes?width=160&height=120&fps=30",
+             ) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
+    """``edgedl run`` on a camera into a video and a JSON-lines file, once results are flowing; killed at the end."""
     video, lines = folder / "live.mp4", folder / "live.jsonl"
-    child = subprocess.Popen([sys.executable, "-m", "edgedl.cli.main", "run", str(bundle), "--backend", "onnxruntime",
-                              "--source", source, "--sink", str(video), "--sink", str(lines), "--quiet"],
-                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    while (not lines.exists() or lines.read_text().count("\n") < 10) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return child, video, lines
+    with child_process([sys.executable, "-m", "edgedl.cli.main", "run", str(bundle), "--backend", "onnxruntime",
+                        "--source", source, "--sink", str(video), "--sink", str(lines), "--quiet"],
+                       stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as child:
+        deadline = time.monotonic() + 60
+        while (not lines.exists() or lines.read_text().count("\n") < 10) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield child, video, lines
 
 
 def _check_finished_outputs(video: Path, lines: Path, shape: tuple[int, int, int] = (120, 160, 3)) -> None:
@@ -474,10 +477,10 @@ def _check_finished_outputs(video: Path, lines: Path, shape: tuple[int, int, int
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_run_cleanly_with_finished_outputs(classifier: Path, tmp_path: Path, signum: int) -> None:
     """Ctrl-C exits 130; SIGTERM (systemd, docker stop) is a requested stop and exits 0. Both finalize the outputs."""
-    child, video, lines = _start_run(classifier, tmp_path)
-    signalled = time.monotonic()
-    child.send_signal(signum)
-    _, err = child.communicate(timeout=30)
+    with _running(classifier, tmp_path) as (child, video, lines):
+        signalled = time.monotonic()
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=30)
     assert time.monotonic() - signalled < 5.0
     assert child.returncode == (130 if signum == signal.SIGINT else 0), err
     assert ("interrupted" if signum == signal.SIGINT else "stopped by SIGTERM") in err and "Traceback" not in err
@@ -486,11 +489,11 @@ def test_a_signal_stops_run_cleanly_with_finished_outputs(classifier: Path, tmp_
 
 def test_a_second_signal_while_stopping_still_leaves_finished_outputs(classifier: Path, tmp_path: Path) -> None:
     """An impatient second Ctrl-C must not cut the video's finalization short."""
-    child, video, lines = _start_run(classifier, tmp_path)
-    child.send_signal(signal.SIGINT)
-    time.sleep(0.005)  # the first one is being handled: the pipeline is stopping
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=30)
+    with _running(classifier, tmp_path) as (child, video, lines):
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.005)  # the first one is being handled: the pipeline is stopping
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
     assert child.returncode == 130, err
     assert "Traceback" not in err
     _check_finished_outputs(video, lines)
@@ -500,12 +503,12 @@ def test_sigterm_while_the_network_camera_is_silent_stops_run_promptly(classifie
     """docker stop while the camera has gone quiet: a read blocked in FFmpeg must not hold the stop up."""
     camera = _RtspCamera()
     try:
-        child, video, lines = _start_run(classifier, tmp_path, camera.url)
-        camera.sending.clear()
-        time.sleep(0.6)  # the run waits in a read that gets nothing (its deadline is 5 s)
-        signalled = time.monotonic()
-        child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=30)
+        with _running(classifier, tmp_path, camera.url) as (child, video, lines):
+            camera.sending.clear()
+            time.sleep(0.6)  # the run waits in a read that gets nothing (its deadline is 5 s)
+            signalled = time.monotonic()
+            child.send_signal(signal.SIGTERM)
+            _, err = child.communicate(timeout=30)
     finally:
         camera.close()
     assert time.monotonic() - signalled < 5.0

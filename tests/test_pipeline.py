@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from child_processes import child_process
 from click.testing import CliRunner
 
 import edgedl
@@ -180,15 +181,15 @@ def test_run_command_bad_inputs_give_one_line_and_write_nothing(detector: Path, 
 
 def test_sigint_stops_run_cleanly_with_a_playable_video(detector: Path, tmp_path: Path) -> None:
     out = tmp_path / "live.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "edgedl.cli.main", "run", str(detector), "--backend", "onnxruntime",
-                             "--source", "synthetic://shapes?fps=30", "--sink", str(out), "--quiet"],
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("*.partial*")) and not out.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)  # the sink opens its file at the first frame
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    with child_process([sys.executable, "-m", "edgedl.cli.main", "run", str(detector), "--backend", "onnxruntime",
+                        "--source", "synthetic://shapes?fps=30", "--sink", str(out), "--quiet"],
+                       stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("*.partial*")) and not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the sink opens its file at the first frame
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "interrupted" in err
     cap = cv2.VideoCapture(str(out))

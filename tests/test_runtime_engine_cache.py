@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from child_processes import child_process
 from fake_tensorrt import tiny_bundle
 
 from edgedl.errors import BundleError
@@ -91,13 +93,14 @@ def test_two_processes_missing_at_once_build_the_engine_once(tmp_path: Path) -> 
     log = tmp_path / "builds.log"
     env = {**os.environ, "FAKE_TRT_BUILD_SECONDS": "1.5", "FAKE_TRT_BUILD_LOG": str(log)}
     code = CHILD.format(tests=str(TESTS), bundle=str(bundle))
-    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True) for _ in range(2)]
     results = []
-    for child in children:
-        out, err = child.communicate(timeout=120)
-        assert child.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    with ExitStack() as stack:
+        children = [stack.enter_context(child_process([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                                      stderr=subprocess.PIPE)) for _ in range(2)]
+        for child in children:
+            out, err = child.communicate(timeout=120)
+            assert child.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
     assert len(log.read_text().splitlines()) == 1, "the second process waited and took the first one's engine"
     assert sorted(r["built"] for r in results) == [False, True]
     assert results[0]["out"] == results[1]["out"]

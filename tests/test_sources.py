@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from child_processes import child_process
 from fake_sources import FROZEN, HANG, NONE, RAISE, REFUSE, SAME, FakeDevice, frames, make_reader
 
 from edgedl import opencv_build
@@ -467,15 +468,12 @@ def test_jetson_pipelines() -> None:
 
 
 def test_ctrl_c_in_a_frame_loop_stops_capture_cleanly() -> None:
-    child = subprocess.Popen([sys.executable, "-c", SIGINT_APP], cwd=Path(__file__).resolve().parent.parent,
-                             stdout=subprocess.PIPE, text=True)
-    try:
+    with child_process([sys.executable, "-c", SIGINT_APP], cwd=Path(__file__).resolve().parent.parent,
+                       stdout=subprocess.PIPE) as child:
         assert child.stdout is not None and child.stdout.readline().strip() == "frame"
         interrupted = time.monotonic()
         child.send_signal(signal.SIGINT)  # while the app waits in read() for the next frame
         out, _ = child.communicate(timeout=10)
-    finally:
-        child.kill()
     assert time.monotonic() - interrupted < 2.0
     assert out.split()[-2:] == ["stopped", "1"] and child.returncode == 0  # one thread left: the main one
 
