@@ -183,15 +183,17 @@ def test_shipped_classifier_converts_to_int8_on_the_shipped_photos(tmp_path: Pat
 
 @pytest.mark.slow
 def test_the_shipped_demo_detector_is_int8_in_fact(tmp_path: Path) -> None:
-    """Every plain scheme fails it, and the per-channel damage ranking finds no small fix: one early
-    convolution's error grows into one class's scores. Measured sensitivity finds it (about 25 s)."""
+    """The demo bundle's INT8 variant passes the gate with at most a few nodes kept in float (about 25 s).
+
+    Whether a plain scheme passes on its own, or the repair has to keep a node or two in float, depends on
+    the CPU's int8 kernels, so that is not asserted; the contract is an INT8 variant that is INT8 and accurate.
+    """
     from edgedl.demo import demo_bundle
 
     manifest = edgedl.Bundle.open(demo_bundle(tmp_path, progress=False)).manifest
-    candidates = manifest.validation["candidates"]
-    assert not any(c["passed"] for c in candidates if not c["excluded_nodes"])  # the repair was needed...
     int8 = manifest.validation["variants"]["int8"]
-    assert 0 < len(int8["excluded_nodes"]) <= 4, int8["excluded_nodes"]  # ...and kept a few nodes, not the network
+    assert int8["passed"], int8
+    assert len(int8["excluded_nodes"]) <= 4, int8["excluded_nodes"]  # a few nodes kept in float, not the network
     out = int8["outputs"]["output0"]
     assert out["detections"] >= 20 and min(out["detection_recall"], out["detection_precision"]) >= 0.95
     assert out["feature_cosine"] >= 0.95
