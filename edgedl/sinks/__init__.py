@@ -5,6 +5,15 @@
     results.jsonl                                          one JSON object per frame
     display, display://TITLE                               a window (where a display exists)
     rtsp://server:8554/path, rtp://host:port, gst://appsrc ! …   a live H.264 stream (OpenCV with GStreamer)
+    tiled://overview.mp4?cols=2&width=1280                 every source's latest frame in one grid mosaic, written
+                                                           once per round of sources to the sink after tiled://
+                                                           (options cols, sources, width, height: see sinks.tiled)
+
+A file or folder URI with ``{source}`` in its name (``out-{source}.mp4``, ``results-{source}.jsonl``,
+``frames-{source}/``) opens one sink per source, when that source's first result arrives, with the
+source's name made safe for a file name (``rtsp://cam1:554/live`` → ``out-rtsp-cam1-554-live.mp4``;
+see sinks.per_source). ``{source}`` is the one placeholder, and only file and folder sinks take it:
+windows and streams are one output each (``tiled://display`` shows every source in one window).
 
 A new kind of sink is one new module with a :class:`Sink` subclass (its ``schemes``, ``suffixes``
 or ``takes_folders`` say which URIs name it) plus one entry in :data:`SINKS`.
@@ -24,14 +33,16 @@ from edgedl.sinks.base import Sink, SinkTarget
 from edgedl.sinks.display import DisplaySink
 from edgedl.sinks.folder import FolderSink
 from edgedl.sinks.jsonl import JsonLinesSink, to_record
+from edgedl.sinks.per_source import PLACEHOLDER, PerSourceSink, is_template
 from edgedl.sinks.stream import StreamSink
+from edgedl.sinks.tiled import TiledSink
 from edgedl.sinks.video import VideoSink
 
-__all__ = ["SINKS", "DisplaySink", "FolderSink", "JsonLinesSink", "Sink", "SinkTarget", "StreamSink", "VideoSink",
-           "open_sink", "to_record"]
+__all__ = ["SINKS", "DisplaySink", "FolderSink", "JsonLinesSink", "PerSourceSink", "Sink", "SinkTarget", "StreamSink",
+           "TiledSink", "VideoSink", "open_sink", "to_record"]
 
 #: Every sink kind; ``open_sink`` asks each which URIs it takes.
-SINKS: tuple[type[Sink], ...] = (VideoSink, FolderSink, JsonLinesSink, DisplaySink, StreamSink)
+SINKS: tuple[type[Sink], ...] = (VideoSink, FolderSink, JsonLinesSink, DisplaySink, StreamSink, TiledSink)
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 _PATH_SCHEMES = ("", "file", "folder")  # URIs whose location is a file-system path
@@ -50,7 +61,7 @@ def open_sink(uri: str | os.PathLike[str], *, fps: float = 30.0, overlay: bool =
     ``overlay`` draws boxes, labels, classes and masks onto a copy of each frame for the sinks that
     show pictures; ``overwrite`` replaces an existing file or frames in a folder. Paths and
     permissions are checked here; files are created when the first result arrives, so a run that
-    fails to start writes nothing.
+    fails to start writes nothing. A file or folder URI with ``{source}`` opens a :class:`PerSourceSink`.
     """
     if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
         raise UsageError(f"sink fps must be a number above 0, got {fps!r}", fix="for example fps=30")
@@ -59,7 +70,20 @@ def open_sink(uri: str | os.PathLike[str], *, fps: float = 30.0, overlay: bool =
     except TypeError:
         raise UsageError(f"a sink is a path or a URI string, got {type(uri).__name__}", fix=_kinds_hint()) from None
     cls, target = _resolve(str(text))
-    return cls(target, fps=float(fps), overlay=overlay, overwrite=overwrite)
+    if target.scheme in _PATH_SCHEMES and is_template(target.location):
+        return PerSourceSink(cls, target, fps=float(fps), overlay=overlay, overwrite=overwrite)
+    if PLACEHOLDER in target.uri:
+        raise UsageError(f"{target.uri}: {PLACEHOLDER} opens one file per source, which only a file or folder sink can do",
+                         fix="write it in a file or folder name (out-{source}.mp4, frames-{source}/), "
+                             "or show every source in one picture with tiled:// (tiled://display)")
+    if not cls.nests:
+        return cls(target, fps=float(fps), overlay=overlay, overwrite=overwrite)
+    inner = open_sink(target.location, fps=fps, overlay=False, overwrite=overwrite)  # the nesting sink draws
+    try:
+        return cls(target, fps=float(fps), overlay=overlay, overwrite=overwrite, inner=inner)
+    except BaseException:
+        inner.close()
+        raise
 
 
 def _resolve(uri: str) -> tuple[type[Sink], SinkTarget]:
@@ -75,7 +99,10 @@ def _resolve(uri: str) -> tuple[type[Sink], SinkTarget]:
     cls = next((cls for cls in SINKS if scheme in cls.schemes), None)
     if cls is None:
         raise UsageError(f"{uri}: unknown sink kind {scheme}://", fix=_kinds_hint())
-    location, query = _split_query(rest) if cls.options else (rest, "")
+    if cls.nests:
+        location, query = _split_nested(uri, rest, cls)
+    else:
+        location, query = _split_query(rest) if cls.options else (rest, "")
     return cls, SinkTarget(uri, scheme, location, _options(uri, query, cls))
 
 
@@ -99,6 +126,18 @@ def _resolve_path(uri: str, scheme: str, rest: str) -> tuple[type[Sink], SinkTar
 def _split_query(text: str) -> tuple[str, str]:
     location, mark, query = text.rpartition("?")
     return (location, query) if mark else (text, "")
+
+
+def _split_nested(uri: str, rest: str, cls: type[Sink]) -> tuple[str, str]:
+    """A nesting sink's inner URI, with the options the nesting sink does not take left on it, and its own options."""
+    inner, query = _split_query(rest)
+    if not inner:
+        scheme = cls.schemes[0]
+        raise UsageError(f"{uri}: no sink after {scheme}://", fix=f"name where it writes, for example {scheme}://out.mp4")
+    pairs = query.split("&") if query else []
+    own = [pair for pair in pairs if pair.partition("=")[0] in cls.options]
+    passed = [pair for pair in pairs if pair not in own]
+    return (f"{inner}?{'&'.join(passed)}" if passed else inner), "&".join(own)
 
 
 def _options(uri: str, query: str, cls: type[Sink]) -> dict[str, object]:

@@ -41,7 +41,8 @@ class Sink(abc.ABC):
     """Where results go. Subclasses say which URIs name them and implement ``_write`` and ``_finish``.
 
     ``open_sink`` constructs a subclass as ``cls(target, fps=…, overlay=…, overwrite=…)``; a sink
-    ignores the arguments that do not apply to it.
+    ignores the arguments that do not apply to it. A sink that ``nests`` also gets ``inner=``: the
+    sink its location names, opened without overlay.
 
     ``write`` and ``close`` may be called from different threads (the pipeline writes from a stage
     thread and closes from the app's); a lock keeps a frame from being written while the output is
@@ -57,6 +58,10 @@ class Sink(abc.ABC):
     takes_folders: ClassVar[bool] = False
     #: ``?key=value`` options this sink accepts, each with the function that converts its text (raises ValueError).
     options: ClassVar[dict[str, Callable[[str], Any]]] = {}
+    #: Whether the sink outputs the frames as pictures (so it can carry a mosaic of several sources).
+    pictures: ClassVar[bool] = False
+    #: Whether the URI's location is another sink's URI (``tiled://out.mp4``), options it does not take included.
+    nests: ClassVar[bool] = False
 
     stop_requested: bool = False
 
@@ -172,6 +177,8 @@ class VideoWriterSink(Sink):
 
     A video's frame size is fixed when its writer opens, so later frames of another size are resized to it.
     """
+
+    pictures: ClassVar[bool] = True
 
     def __init__(self, target: SinkTarget, overlay: bool) -> None:
         super().__init__(target)

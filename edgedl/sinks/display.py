@@ -39,6 +39,7 @@ class DisplaySink(Sink):
     """Annotated frames in a window titled by the URI (``display://front door``), ``edgedl`` by default."""
 
     schemes: ClassVar[tuple[str, ...]] = ("display",)
+    pictures: ClassVar[bool] = True
 
     def __init__(self, target: SinkTarget, *, fps: float, overlay: bool, overwrite: bool) -> None:
         super().__init__(target)

@@ -35,6 +35,7 @@ class FolderSink(Sink):
     schemes: ClassVar[tuple[str, ...]] = ("folder",)
     takes_folders: ClassVar[bool] = True
     options = {"format": _format}
+    pictures: ClassVar[bool] = True
 
     def __init__(self, target: SinkTarget, *, fps: float, overlay: bool, overwrite: bool) -> None:
         super().__init__(target)
