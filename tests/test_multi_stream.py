@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_sources import HANG, FakeDevice, frames
+from tiny import tiny_classifier
 
 import edgedl
 from edgedl.batching import SourceMux, split, stack
@@ -18,7 +19,6 @@ from edgedl.demo import DETECTOR, LABELS
 from edgedl.errors import UsageError
 from edgedl.pipeline import Pipeline
 from edgedl.sources import open_source
-from tiny import tiny_classifier
 
 SHAPES = "synthetic://shapes?fps=0&frames={frames}&seed={seed}&width=320&height=240"
 
@@ -178,3 +178,18 @@ def test_stack_pads_and_split_drops_the_padding() -> None:
     assert [p["y"].tolist() for p in parts] == [[[0, 0]], [[2, 2]], [[4, 4]]]
     with pytest.raises(UsageError, match="not one row per frame"):
         split({"y": np.zeros((2, 3))}, 3)
+
+
+def test_named_sources_get_a_file_each_and_a_tiled_overview(model: edgedl.Model, tmp_path: Path) -> None:
+    import json
+
+    import cv2
+
+    sinks = [str(tmp_path / "out-{source}.jsonl"), f"tiled://{tmp_path / 'overview.avi'}?cols=2&width=320"]
+    Pipeline(model, {"door": shapes(0, 6), "yard": shapes(1, 6)}, sinks, on_result=lambda r: None).start().join()
+    for name in ("door", "yard"):
+        records = [json.loads(line) for line in (tmp_path / f"out-{name}.jsonl").read_text().splitlines()]
+        assert [r["frame_id"] for r in records] == list(range(6)) and {r["source"] for r in records} == {name}
+    overview = cv2.VideoCapture(str(tmp_path / "overview.avi"))
+    ok, image = overview.read()
+    assert ok and image.shape[1] == 320

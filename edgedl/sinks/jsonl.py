@@ -22,7 +22,8 @@ from edgedl.sinks.base import Sink, SinkTarget, already_exists, check_output_fil
 
 
 def to_record(result: Result) -> dict[str, Any]:
-    """A result as plain JSON types: frame id and time, latency, drops, stage timings, detections, classes, mask shape."""
+    """A result as plain JSON types: frame id and time, source, latency, drops, stage timings, detections, classes,
+    mask shape."""
     dets = result.detections
     boxes = dets.boxes.astype(np.float64).round(2).tolist()
     scores = dets.scores.astype(np.float64).round(4).tolist()
@@ -30,7 +31,8 @@ def to_record(result: Result) -> dict[str, Any]:
     return {
         "frame_id": result.frame_id,
         "timestamp": round(result.timestamp, 6),
-        "source": result.frame.source,
+        "source": result.source or result.frame.source,
+        "origin": result.frame.source,  # the frame's own origin: a folder source's image file, else the source
         "latency_ms": round(result.latency_ms, 3),
         "dropped": result.dropped,
         "timings": {stage: round(ms, 3) for stage, ms in result.timings.items()},
