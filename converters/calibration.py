@@ -1,6 +1,7 @@
 """Calibration data: images or arrays in, seeded calibration and held-out sets out.
 
-Images are decoded with OpenCV and preprocessed by :func:`edgedl.preprocess.preprocess`,
+Images are decoded by :mod:`edgedl.images`, as the image-folder source decodes them (8-bit BGR,
+as OpenCV's ``IMREAD_COLOR`` gives it), and preprocessed by :func:`edgedl.preprocess.preprocess`,
 the same function the CPU runtime uses, driven by the bundle's spec. Samples held
 out for validation are chosen first and never reach the calibrator.
 """
@@ -8,6 +9,7 @@ out for validation are chosen first and never reach the calibrator.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgedl.errors import CalibrationError
+from edgedl.images import decode_bgr, read_bytes, stored_form
 from edgedl.manifest import TensorInfo
 from edgedl.preprocess import PreprocessSpec, preprocess
 from edgedl.types import Sample
@@ -49,19 +52,24 @@ def _split(n: int, holdout: int, samples: int, seed: int) -> tuple[np.ndarray, n
     return calib, held
 
 
-def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
+def _read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The image as :func:`edgedl.images.decode_bgr` gives it, and what that changed (see ``StoredForm.conversions``)."""
+    try:
+        data = read_bytes(path)
+    except OSError as exc:
+        raise CalibrationError(f"image cannot be read ({exc.strerror or exc})", path=path,
+                               fix="check that the file exists and that you may read it") from None
+    form = stored_form(data)
+    if form is not None and form.is_float:
+        # OpenCV's 8-bit decoding of float pixels depends on the codec (.hdr is scaled by 255, .pfm is not),
+        # so a float frame would set the INT8 ranges from pixels the camera never delivers.
+        raise CalibrationError(f"image holds {', '.join(form.conversions())} pixels, which have no one 8-bit meaning",
+                               path=path, fix="tone-map it to an 8-bit PNG/JPEG, as your camera delivers frames")
+    image = None if form is None else decode_bgr(data)
+    if form is None or image is None:
         raise CalibrationError("image cannot be decoded", path=path,
                                fix="remove or replace the file (it is empty, truncated or not an image)")
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels != 3 or image.dtype != np.uint8:
-        raise CalibrationError(f"image has {channels} channel(s) of {image.dtype}, the model needs 8-bit colour",
-                               path=path, fix="convert calibration images to 3-channel 8-bit JPEG/PNG")
-    return image
+    return image, form.conversions()
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -82,7 +90,11 @@ def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def from_images(folder: Path, spec: PreprocessSpec, input_name: str, samples: int, holdout: int,
                 seed: int, augment_to: int = 0) -> CalibrationSet:
-    """Calibration from a folder of images, preprocessed exactly as the runtime will."""
+    """Calibration from a folder of images, preprocessed exactly as the runtime will.
+
+    The summary's ``converted_to_8bit_bgr`` counts the files read (calibration and held out) by what decoding
+    changed in them, e.g. ``{"16-bit": 1, "grayscale": 3, "with alpha": 1}`` (a 16-bit grey file counts under both).
+    """
     files = image_files(folder)
     if not files:
         raise CalibrationError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder", path=folder,
@@ -90,8 +102,14 @@ def from_images(folder: Path, spec: PreprocessSpec, input_name: str, samples: in
     calib_idx, hold_idx = _split(len(files), holdout, samples, seed)
     rng = np.random.default_rng(seed)
 
+    converted: Counter[str] = Counter()
+
     def load(indices: np.ndarray, count: int) -> list[Sample]:
-        images = [_read_image(files[i]) for i in indices]
+        images = []
+        for i in indices:
+            image, conversions = _read_image(files[i])
+            images.append(image)
+            converted.update(conversions)
         if count <= len(images) or not images:
             return [{input_name: preprocess(spec, im)[0]} for im in images]
         # Few photographs: vary them by seeded crops so the calibrator sees more than a handful of views.
@@ -103,7 +121,7 @@ def from_images(folder: Path, spec: PreprocessSpec, input_name: str, samples: in
         "source": str(folder), "kind": "images", "files": len(files),
         "calibration_samples": len(calibration), "holdout_samples": len(held),
         "holdout_files": sorted(files[i].name for i in hold_idx), "seed": seed,
-        "augmented": augment_to > 0,
+        "augmented": augment_to > 0, "converted_to_8bit_bgr": dict(sorted(converted.items())),
     })
 
 

@@ -6,9 +6,8 @@ import glob
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-
 from edgedl.errors import InputFileError
+from edgedl.images import decode_bgr, read_bytes
 from edgedl.sources.reader import Capture, Report
 from edgedl.sources.uri import SourceSpec
 
@@ -47,13 +46,18 @@ class FolderReader:
         self._report = report
 
     def read(self) -> Capture | None:
-        """The next image that decodes (BGR); ``None`` after the last."""
+        """The next image that decodes, as calibration decodes it (:func:`edgedl.images.decode_bgr`); ``None`` after the last."""
         for path in self._files:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is not None:
-                return Capture(image, name=str(path))
+            try:
+                image = decode_bgr(read_bytes(path))
+            except OSError as exc:
+                problem = f"cannot read it ({exc.strerror or exc})"
+            else:
+                if image is not None:
+                    return Capture(image, name=str(path))
+                problem = "OpenCV cannot decode it as an image"
             if self._report is not None:
-                self._report("skipped", f"{path}: OpenCV cannot decode it as an image; skipped")
+                self._report("skipped", f"{path}: {problem}; skipped")
         return None
 
     def close(self) -> None:
