@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 from onnx import helper
 
-LAYOUTS = ("NCHW", "NHWC")
 # perm applied to the new input to get back the layout the model computes in
 _TO_MODEL = {("NCHW", "NHWC"): [0, 2, 3, 1], ("NHWC", "NCHW"): [0, 3, 1, 2]}
 _PERMUTE_SHAPE = {("NCHW", "NHWC"): [0, 3, 1, 2], ("NHWC", "NCHW"): [0, 2, 3, 1]}

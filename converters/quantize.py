@@ -18,9 +18,9 @@ from typing import Any
 
 from edgedl.errors import MissingDependencyError
 from edgedl.types import Sample
+from edgedl.vocabulary import CALIBRATION_METHODS
 
 log = logging.getLogger("edgedl.quantize")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 # TensorRT fuses Q/DQ into these layers (and pools that sit between them); quantizing
 # other ops only adds reformatting work on the GPU.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ from edgedl.converters.calibration import CalibrationSet, load_calibration
 from edgedl.converters.fp16 import overflowing_nodes, to_fp16
 from edgedl.converters.int8 import Evaluator, best_cpu_int8, tensorrt_int8
 from edgedl.converters.quantize import Quantizer
-from edgedl.converters.validate import Gate, agreement, detection_decoder, latencies_ms, passes, run_all
+from edgedl.converters.validate import agreement, detection_decoder, latencies_ms, passes, run_all
 from edgedl.errors import AccuracyGateError
 from edgedl.fsutil import sha256_file
 from edgedl.loading.calib_cache import DEFAULT_TRT_VERSION, amax_from_ranges, write_cache
 from edgedl.loading.ort_session import cpu_session
 from edgedl.manifest import Manifest, TensorInfo, Variant
+from edgedl.options import CalibrationOptions, Gate, VariantOptions
 from edgedl.types import noise_samples
 
 log = logging.getLogger("edgedl.convert")
@@ -34,19 +36,18 @@ def _ranges_amax(ranges: Any) -> dict[str, float]:
     return amax_from_ranges(bounds)
 
 
-def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: Path, *, int8: bool, fp16: bool,
-                  calib_data: Any, calib_samples: int, calib_method: str, min_cosine: float, min_top1: float,
-                  min_detections: float, holdout: int, seed: int, target: str, image: TensorInfo | None, show: bool) -> None:
-    """Add the INT8 and/or FP16 variants to ``stage`` and fill the manifest's calibration and validation."""
+def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: Path, variants: VariantOptions,
+                  calibration: CalibrationOptions, gate: Gate, image: TensorInfo | None, show: bool) -> None:
+    """Add the INT8 and/or FP16 ``variants`` to ``stage`` and fill the manifest's calibration and validation."""
     from edgedl.progress import counter
 
     fp32_path = stage / "model.onnx"
-    gate = Gate(min_cosine, min_top1, min_detections)
-    if int8 or calib_data is not None or image is not None:
-        data = load_calibration(calib_data, manifest.inputs, manifest.preprocess, image.name if image else None,
-                                samples=calib_samples, holdout=holdout, seed=seed)
+    if variants.int8 or calibration.data is not None or image is not None:
+        data = load_calibration(calibration.data, manifest.inputs, manifest.preprocess, image.name if image else None,
+                                samples=calibration.samples, holdout=calibration.holdout, seed=calibration.seed)
     else:
-        data = CalibrationSet([], noise_samples(manifest.inputs, 8, seed), {"kind": "random", "seed": seed})
+        data = CalibrationSet([], noise_samples(manifest.inputs, 8, calibration.seed),
+                              {"kind": "random", "seed": calibration.seed})
     if not data.holdout:
         data.holdout = data.calibration[:1]
         data.summary["warning"] = "too few samples to hold any out: validated on a calibration sample"
@@ -55,15 +56,13 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
     reference = run_all(fp32_session, data.holdout)
     classify = manifest.task == "classify"
     decode = detection_decoder(manifest.task, [(o.name, tuple(o.shape)) for o in manifest.outputs])
-    calibrations = (int(target != "tensorrt" or fp16) + int(target != "cpu")) if int8 else int(fp16)
-    with counter("calibrating", len(data.calibration) * calibrations, show) as tick:
-        quantizer = Quantizer(fp32_path, data.calibration or data.holdout, calib_method, tmp, on_sample=tick)
+    with counter("calibrating", len(data.calibration) * variants.calibration_passes, show) as tick:
+        quantizer = Quantizer(fp32_path, data.calibration or data.holdout, calibration.method, tmp, on_sample=tick)
         evaluator = Evaluator(proto, quantizer, data.holdout, reference, gate, classify, tmp, decode)
-        validation: dict[str, Any] = {"samples": len(data.holdout), "gate": {
-            "min_cosine": min_cosine, "min_top1": min_top1, "min_detections": min_detections}}
+        validation: dict[str, Any] = {"samples": len(data.holdout), "gate": asdict(gate)}
         sessions: dict[str, Any] = {"fp32": fp32_session}
         results: dict[str, dict[str, Any]] = {}
-        if int8 and target in ("cpu", "all"):
+        if variants.cpu_int8:
             winner, tried, fp32_ms = best_cpu_int8(evaluator, data.holdout[0], fp32_session)
             shutil.copyfile(winner.path, stage / "model.int8.onnx")
             manifest.variants["int8"] = Variant("model.int8.onnx", "int8", "cpu",
@@ -72,7 +71,7 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
                                "excluded_nodes": winner.excluded, "passed": True}
             validation["candidates"] = [c.summary(fp32_ms) for c in tried]
             sessions["int8"] = cpu_session(stage / "model.int8.onnx")
-        if int8 and target in ("tensorrt", "all"):
+        if variants.tensorrt_int8:
             trt = tensorrt_int8(evaluator)
             shutil.copyfile(trt.path, stage / "model.int8.trt.onnx")
             write_cache(stage / "calibration.cache", _ranges_amax(quantizer.ranges(True)))
@@ -83,7 +82,7 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
             results["int8-trt"] = {"outputs": trt.report, "scheme": trt.scheme.name,
                                    "excluded_nodes": trt.excluded, "passed": True}
             sessions["int8-trt"] = cpu_session(stage / "model.int8.trt.onnx")
-        if fp16:
+        if variants.fp16:
             magnitudes = {}
             if data.calibration:
                 magnitudes = _ranges_amax(quantizer.ranges(False))
@@ -107,5 +106,5 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
     validation["variants"] = results
     validation["note"] = "latency: median ms on this machine's CPU (ONNX Runtime), measured alternately in one run"
     manifest.validation = validation
-    manifest.calibration = {**data.summary, "method": calib_method if int8 else None,
+    manifest.calibration = {**data.summary, "method": calibration.method if variants.int8 else None,
                             "calibration_samples": len(data.calibration), "holdout_samples": len(data.holdout)}

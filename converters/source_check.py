@@ -18,10 +18,9 @@ import onnx
 
 from edgedl.errors import AccuracyGateError
 from edgedl.manifest import TensorInfo
+from edgedl.options import CalibrationOptions, ExportOptions
 from edgedl.preprocess import PreprocessSpec, preprocess
 from edgedl.types import Sample
-
-DEFAULT_TOLERANCE = 1e-3
 
 
 def random_samples(example: Sample, spec: PreprocessSpec | None, image_name: str | None, count: int,
@@ -110,24 +109,25 @@ def check_against_source(run_source: Callable[[Sample], list[np.ndarray]], proto
 
 
 def verify_export(exported: Any, proto: onnx.ModelProto, outputs: list[TensorInfo], spec: PreprocessSpec | None,
-                  image_name: str | None, calib_data: Any, tolerance: float | None, seed: int,
+                  image_name: str | None, export: ExportOptions, calibration: CalibrationOptions,
                   random_count: int = 4, calibration_count: int = 4) -> dict[str, Any]:
-    """The check ``convert`` runs on an exported :class:`~edgedl.converters.source_model.ExportedSource`."""
+    """The check ``convert`` runs on an exported :class:`~edgedl.converters.source_model.ExportedSource`.
+
+    Random inputs, and ``calibration_count`` samples of the user's calibration data when given, all drawn
+    with the calibration seed; the export fails beyond ``export.source_tolerance``.
+    """
     from edgedl.converters.calibration import load_calibration
-    from edgedl.errors import UsageError
     from edgedl.manifest import TensorInfo as Info
 
-    tolerance = DEFAULT_TOLERANCE if tolerance is None else float(tolerance)
-    if not tolerance > 0:
-        raise UsageError(f"--tolerance must be positive, got {tolerance}", fix="use a value like 1e-3")
-    random = random_samples(exported.example, spec, image_name, random_count, seed)
-    calibration: list[Sample] = []
-    if calib_data is not None:
+    random = random_samples(exported.example, spec, image_name, random_count, calibration.seed)
+    samples: list[Sample] = []
+    if calibration.data is not None:
         inputs = [Info(n, a.dtype.name, [-1, *a.shape[1:]]) for n, a in exported.example.items()]
-        calibration = load_calibration(calib_data, inputs, spec, image_name, samples=calibration_count, holdout=0,
-                                       seed=seed).calibration
+        samples = load_calibration(calibration.data, inputs, spec, image_name, samples=calibration_count, holdout=0,
+                                   seed=calibration.seed).calibration
     fix = None
     if exported.info.get("exporter") == "torchscript":
         fix = ("the TorchScript exporter records one path through Python if/else on tensor values: make forward() "
                "branch-free (torch.where, torch.cond), or raise --tolerance if the difference is acceptable")
-    return check_against_source(exported.run, proto, outputs, random, calibration, tolerance, exported.framework, fix)
+    return check_against_source(exported.run, proto, outputs, random, samples, export.source_tolerance,
+                                exported.framework, fix)

@@ -14,17 +14,19 @@ import hashlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from edgedl.converters.input_layout import LAYOUTS, from_model_layout, set_input_layout, to_model_layout
+from edgedl.converters.input_layout import from_model_layout, set_input_layout, to_model_layout
 from edgedl.converters.keras_export import KERAS_SUFFIXES, is_saved_model
 from edgedl.converters.torch_files import TORCH_SUFFIXES
 from edgedl.errors import InputFileError, UsageError
+from edgedl.options import ExportOptions
+from edgedl.preprocess import LAYOUTS
 from edgedl.types import Sample
 
 _TRAINING_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"}
@@ -58,30 +60,16 @@ def is_framework_model(model: Any) -> bool:
     return not isinstance(model, (bytes, bytearray))
 
 
-@dataclass
-class _Options:
-    example_inputs: Any
-    input_names: Sequence[str] | None
-    output_names: Sequence[str] | None
-    input_shapes: dict[str, list[int]] | None
-    dynamic_batch: bool
-    dynamic_hw: bool
-    exporter: str
-
-
-def export_source(model: Any, *, example_inputs: Any = None, input_names: Sequence[str] | None = None,
-                  output_names: Sequence[str] | None = None, input_shapes: dict[str, list[int]] | None = None,
-                  dynamic_batch: bool = False, dynamic_hw: bool = False, layout: str | None = None,
-                  exporter: str = "auto") -> ExportedSource:
+def export_source(model: Any, options: ExportOptions) -> ExportedSource:
     """Export ``model`` to ONNX (opset 17) and describe it; see the module docstring for what it accepts.
 
-    ``example_inputs`` (a tensor or array, or a tuple of them) fixes the input shapes of an
-    ``nn.Module``; files without example inputs take ``input_shapes``. ``layout`` (``NCHW`` or
-    ``NHWC``) puts a Transpose at each 4-D input so the bundle takes that layout.
+    ``options.example_inputs`` (a tensor or array, or a tuple of them) fixes the input shapes of an
+    ``nn.Module``; files without example inputs take ``options.input_shapes``. ``options.layout`` (``NCHW``
+    or ``NHWC``) puts a Transpose at each 4-D input so the bundle takes that layout.
     """
+    layout = options.layout
     if layout is not None and layout.upper() not in LAYOUTS:
         raise UsageError(f"unknown layout {layout!r}", fix="use nchw or nhwc")
-    options = _Options(example_inputs, input_names, output_names, input_shapes, dynamic_batch, dynamic_hw, exporter)
     if isinstance(model, (str, Path)):
         path = Path(model)
         if is_saved_model(path):
@@ -121,14 +109,14 @@ def _is_torch_model(model: Any) -> bool:
 # --------------------------------------------------------------------------- PyTorch
 
 
-def _from_torch_file(path: Path, options: _Options) -> ExportedSource:
+def _from_torch_file(path: Path, options: ExportOptions) -> ExportedSource:
     from edgedl.converters.torch_files import load_torch_file
 
     loaded = load_torch_file(path)
     return _from_torch(loaded.program, path, path, options, loaded.kind, loaded)
 
 
-def _from_torch(program: Any, file: Path | None, name: Path, options: _Options, kind: str,
+def _from_torch(program: Any, file: Path | None, name: Path, options: ExportOptions, kind: str,
                 loaded: Any) -> ExportedSource:
     from edgedl.converters.torch_export import export_program
     from edgedl.converters.torch_files import import_torch
@@ -148,7 +136,7 @@ def _from_torch(program: Any, file: Path | None, name: Path, options: _Options, 
 
 
 def _export_torch(torch: Any, program: Any, call: Any, args: tuple[Any, ...], names: list[str],
-                  layouts: dict[str, str], options: _Options, file: Path | None,
+                  layouts: dict[str, str], options: ExportOptions, file: Path | None,
                   export_program: Any) -> tuple[Any, tuple[Any, ...]]:
     """Export with the model in eval mode (restored afterwards); returns the export and the inputs it used."""
     from edgedl.loading.onnx_load import first_line
@@ -198,7 +186,7 @@ def _forward_names(program: Any) -> list[str]:
     return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def _example_args(torch: Any, program: Any, options: _Options, names: list[str], loaded: Any,
+def _example_args(torch: Any, program: Any, options: ExportOptions, names: list[str], loaded: Any,
                   file: Path | None) -> tuple[Any, ...]:
     if options.example_inputs is not None:
         given = options.example_inputs
@@ -222,7 +210,8 @@ def _example_args(torch: Any, program: Any, options: _Options, names: list[str],
                      fix=f"pass --input-shape {first}=1x3x224x224 (Python: example_inputs=torch.randn(1, 3, 224, 224))")
 
 
-def _dynamic_axes(names: list[str], ranks: list[int], layouts: dict[str, str], options: _Options) -> dict[str, dict[int, str]]:
+def _dynamic_axes(names: list[str], ranks: list[int], layouts: dict[str, str],
+                  options: ExportOptions) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {}
     for name, rank in zip(names, ranks, strict=True):
         wanted: dict[int, str] = {}
@@ -291,7 +280,7 @@ def _finish(result: Any, args: tuple[Any, ...], file: Path | None, name: Path, f
 # --------------------------------------------------------------------------- Keras and TensorFlow
 
 
-def _from_keras(model: Any, path: Path, options: _Options) -> ExportedSource:
+def _from_keras(model: Any, path: Path, options: ExportOptions) -> ExportedSource:
     from edgedl.converters.keras_export import as_torch_module, import_keras
     from edgedl.converters.torch_export import export_program
     from edgedl.converters.torch_files import import_torch
@@ -310,7 +299,7 @@ def _from_keras(model: Any, path: Path, options: _Options) -> ExportedSource:
                      for n, shape, dtype in zip(names, wrapped.input_shapes, wrapped.input_dtypes, strict=True))
     layouts = {n: wrapped.layout for n, a in zip(names, args, strict=True) if a.dim() == 4}
     if not options.output_names and wrapped.output_names:
-        options.output_names = wrapped.output_names
+        options = replace(options, output_names=wrapped.output_names)
     result, used = _export_torch(torch, wrapped.module, wrapped.module, args, names, layouts, options, file,
                                  export_program)
     kind = "keras-h5" if path.suffix.lower() in (".h5", ".hdf5") else ("keras" if file else "keras-model")
@@ -336,7 +325,7 @@ def _keras_example(torch: Any, name: str, shape: tuple[int | None, ...], dtype: 
     return torch.rand(*dims).to(torch_dtype) if torch_dtype.is_floating_point else torch.zeros(*dims, dtype=torch_dtype)
 
 
-def _from_saved_model(path: Path, options: _Options) -> ExportedSource:
+def _from_saved_model(path: Path, options: ExportOptions) -> ExportedSource:
     from edgedl.converters.keras_export import export_saved_model
     from edgedl.converters.torch_export import OPSET
     from edgedl.fsutil import sha256_file

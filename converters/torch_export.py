@@ -36,10 +36,10 @@ import onnx.version_converter
 
 from edgedl.errors import InputFileError, UsageError
 from edgedl.loading.onnx_load import first_line
+from edgedl.vocabulary import EXPORTERS, check_choice
 
 OPSET = 17
 DYNAMO_OPSET = 18
-EXPORTERS = ("auto", "dynamo", "torchscript")
 log = logging.getLogger("edgedl.convert")
 
 
@@ -64,8 +64,7 @@ def export_program(program: Any, args: tuple[Any, ...], *, input_names: list[str
     """
     import torch
 
-    if exporter not in EXPORTERS:
-        raise UsageError(f"unknown exporter {exporter!r}", fix=f"use one of {', '.join(EXPORTERS)}")
+    check_choice(exporter, EXPORTERS, "exporter")
     notes: list[str] = []
     if isinstance(program, torch.jit.ScriptModule):
         if exporter == "dynamo":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from edgedl.options import Gate
 from edgedl.results import Detections
 from edgedl.types import Sample
 
@@ -23,20 +23,6 @@ BORDERLINE = 0.05
 #: A detector judged by its detections must still keep every feature row above this cosine: a row
 #: below it has lost its shape (a wiped score row reads 0.0-0.9), whatever the held-out frames show.
 FEATURE_FLOOR = 0.95
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The accuracy a variant must keep against FP32 to be accepted.
-
-    ``min_detections``: for detectors, the share of FP32's detections (same class, IoU ≥ 0.5) the variant
-    finds, and of its detections that FP32 also finds: what a detector's user sees, where a score row's
-    cosine over thousands of anchors is not.
-    """
-
-    min_cosine: float = 0.99
-    min_top1: float = 0.9
-    min_detections: float = 0.95
 
 
 def run_all(session: Any, samples: list[Sample]) -> list[dict[str, np.ndarray]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from edgedl.errors import UsageError
 from edgedl.model import Model, load
+from edgedl.options import Gate
 from edgedl.runtimes.source import ModelSource
 from edgedl.types import Sample, noise_samples
 
@@ -85,17 +86,18 @@ def _elementwise(reference: list[dict[str, np.ndarray]], candidate: list[dict[st
 
 
 def compare(path: str | Path, backends: list[str] | None = None, precisions: list[str] | None = None,
-            data: str | Path | None = None, samples: int = 8, min_cosine: float = 0.99, min_top1: float = 0.9,
+            data: str | Path | None = None, samples: int = 8, gate: Gate | None = None,
             atol: float | None = None, rtol: float | None = None, rounds: int = 20, seed: int = 0,
-            device: int = 0, min_detections: float = 0.95) -> Comparison:
+            device: int = 0) -> Comparison:
     """Run ``backends`` x ``precisions`` on the same inputs and check each against the first run.
 
     Defaults: the ``auto`` backend at every precision the bundle has; a single run is
     compared against ONNX Runtime FP32. Runs that load the same backend and variant
-    are run once. A detector is judged by its detections where the inputs hold enough of
-    them, as ``convert`` judges it (see :func:`edgedl.convert`).
+    are run once. Each run must pass ``gate`` (default: a :class:`~edgedl.options.Gate` of defaults) against
+    the first; a detector is judged by its detections where the inputs hold enough of them, as ``convert``
+    judges it (see :func:`edgedl.convert`).
     """
-    from edgedl.converters.validate import Gate, agreement, detection_decoder, passes
+    from edgedl.converters.validate import agreement, detection_decoder, passes
     from edgedl.runtimes.cpu_choice import time_backends
 
     if samples < 1:
@@ -125,7 +127,7 @@ def compare(path: str | Path, backends: list[str] | None = None, precisions: lis
     finally:
         for _, model in models:
             model.close()
-    gate = Gate(min_cosine, min_top1, min_detections)
+    gate = gate or Gate()
     classify = source.task == "classify"
     decode = detection_decoder(source.task, [(o.name, tuple(o.shape)) for o in source.manifest.outputs]
                                if source.manifest else [])
@@ -145,8 +147,7 @@ def compare(path: str | Path, backends: list[str] | None = None, precisions: lis
                         result.failures.append(f"output {name}: |diff| exceeds atol {atol or 0} + rtol {rtol or 0} "
                                                f"x |ref| by {excess:.4g}")
         results.append(result)
-    return Comparison(results, len(inputs), described, {"min_cosine": min_cosine, "min_top1": min_top1,
-                                                         "min_detections": min_detections, "atol": atol, "rtol": rtol})
+    return Comparison(results, len(inputs), described, {**asdict(gate), "atol": atol, "rtol": rtol})
 
 
 def report_table(result: Comparison) -> Any:

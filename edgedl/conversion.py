@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
 from edgedl.bundle import BUNDLE_SUFFIX, Bundle
 from edgedl.errors import InputFileError, UsageError
 from edgedl.fsutil import check_output_dir, recover_stale, sha256_file, staged_dir
-from edgedl.manifest import MANIFEST_NAME, TASKS, Manifest, TensorInfo, Variant
-from edgedl.preprocess import PRESETS, PreprocessSpec
+from edgedl.manifest import MANIFEST_NAME, Manifest, TensorInfo, Variant
+from edgedl.options import CalibrationOptions, ExportOptions, Gate, PreprocessOptions, VariantOptions
+from edgedl.preprocess import PreprocessSpec
+from edgedl.vocabulary import TASKS, check_choice
+
+if TYPE_CHECKING:
+    from edgedl.converters.source_model import ExportedSource
 
 log = logging.getLogger("edgedl.convert")
-TARGETS = ("cpu", "tensorrt", "all")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -31,20 +34,12 @@ def image_input(inputs: list[TensorInfo]) -> TensorInfo | None:
     return None
 
 
-def build_spec(info: TensorInfo, options: dict[str, Any], source: Path,
+def build_spec(info: TensorInfo, options: PreprocessOptions, source: Path,
                fallback_size: tuple[int, int] | None = None) -> PreprocessSpec:
     """The preprocessing spec for ``info`` from a preset and per-option overrides.
 
     ``fallback_size`` (height, width) sizes frames for an input whose height and width are dynamic.
     """
-    options = dict(options)
-    preset = options.pop("preset", None)
-    values: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise UsageError(f"unknown preprocessing preset {preset!r}", fix=f"use one of {', '.join(PRESETS)}")
-        values.update(PRESETS[preset])
-    values.update({k: v for k, v in options.items() if v is not None})
     h, w = (info.shape[2], info.shape[3]) if info.layout == "NCHW" else (info.shape[1], info.shape[2])
     if fallback_size is not None and not (isinstance(h, int) and isinstance(w, int)):
         h, w = fallback_size
@@ -52,7 +47,7 @@ def build_spec(info: TensorInfo, options: dict[str, Any], source: Path,
         shape = "x".join(["1", "3", "640", "640"] if info.layout == "NCHW" else ["1", "640", "640", "3"])
         raise UsageError(f"input {info.name!r} has dynamic height/width {info.shape}", path=source,
                          fix=f"fix it with --input-shape {info.name}={shape}")
-    return PreprocessSpec(width=w, height=h, layout=info.layout, **values)
+    return PreprocessSpec(width=w, height=h, layout=info.layout, **options.values())
 
 
 def read_labels(labels: str | Path | Sequence[str] | None) -> list[str]:
@@ -91,18 +86,18 @@ def convert(
     int8: bool = False,
     fp16: bool = False,
     calib_data: str | Path | None = None,
-    calib_samples: int = 128,
-    calib_method: str = "minmax",
+    calib_samples: int = CalibrationOptions.samples,
+    calib_method: str = CalibrationOptions.method,
     input_shapes: dict[str, list[int]] | None = None,
     preprocess: dict[str, Any] | None = None,
     labels: str | Path | Sequence[str] | None = None,
     task: str | None = None,
-    target: str = "cpu",
-    min_cosine: float = 0.99,
-    min_top1: float = 0.9,
-    min_detections: float = 0.95,
-    holdout: int = 16,
-    seed: int = 0,
+    target: str = VariantOptions.target,
+    min_cosine: float = Gate.min_cosine,
+    min_top1: float = Gate.min_top1,
+    min_detections: float = Gate.min_detections,
+    holdout: int = CalibrationOptions.holdout,
+    seed: int = CalibrationOptions.seed,
     example_inputs: Any = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
@@ -110,7 +105,7 @@ def convert(
     dynamic_hw: bool = False,
     layout: str | None = None,
     tolerance: float | None = None,
-    exporter: str = "auto",
+    exporter: str = ExportOptions.exporter,
     force: bool = False,
     show: bool = False,
 ) -> Bundle:
@@ -136,36 +131,24 @@ def convert(
     and ONNX Runtime are run on the same inputs: an output off by more than ``tolerance`` (relative,
     default 1e-3) fails the conversion; the errors go into ``manifest.validation["source"]``.
     """
-    from edgedl.converters.onnx_clean import clean_model
-    from edgedl.loading.onnx_io import describe_io
-    from edgedl.loading.onnx_load import load_onnx
-
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}", fix=f"use one of {', '.join(TARGETS)}")
-    if task is not None and task not in TASKS:
-        raise UsageError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
-    if calib_samples < 1:
-        raise UsageError(f"--calib-samples must be at least 1, got {calib_samples}", fix="for example --calib-samples 128")
-    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
-        raise UsageError(f"--tolerance must be a number above 0, got {tolerance}", fix="for example --tolerance 1e-3")
+    # Each group checks its own values as it is made, so bad options fail before any file is read.
+    variants = VariantOptions(int8=int8, fp16=fp16, target=target)
+    if task is not None:
+        check_choice(task, TASKS, "task")
+    calibration = CalibrationOptions(data=calib_data, samples=calib_samples, holdout=holdout, method=calib_method,
+                                     seed=seed)
+    export = ExportOptions(input_shapes=input_shapes, example_inputs=example_inputs, input_names=input_names,
+                           output_names=output_names, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw,
+                           layout=layout, exporter=exporter, tolerance=tolerance)
+    preprocessing = PreprocessOptions.from_mapping(preprocess)
+    gate = Gate(min_cosine=min_cosine, min_top1=min_top1, min_detections=min_detections)
     if isinstance(model, str) and _URL.match(model):
         raise InputFileError(f"model {model!r} is a URL: convert reads local files",
                              fix="download it first (for example curl -LO URL) and pass the file")
-    from edgedl.converters.source_model import export_source, is_framework_model
+    from edgedl.converters.onnx_clean import clean_model
+    from edgedl.loading.onnx_io import describe_io
 
-    exported = None
-    log.info("loading %s", model if isinstance(model, (str, Path)) else type(model).__name__)
-    if is_framework_model(model):
-        exported = export_source(model, example_inputs=example_inputs, input_names=input_names,
-                                 output_names=output_names, input_shapes=input_shapes, dynamic_batch=dynamic_batch,
-                                 dynamic_hw=dynamic_hw, layout=layout, exporter=exporter)
-        source = exported.path
-    elif layout is not None or example_inputs is not None or dynamic_batch or dynamic_hw or tolerance is not None:
-        raise UsageError("layout, example inputs, dynamic dims and tolerance apply to PyTorch and Keras models",
-                         path=model, fix="for an ONNX file, fix shapes with --input-shape")
-    else:
-        source = Path(model)
-    loaded = exported.proto if exported is not None else load_onnx(source)
+    source, loaded, exported = _source_model(model, export)
     target_dir = Path(output) if output is not None else source.with_name(source.stem + BUNDLE_SUFFIX)
     # Checked now, so a long conversion is not lost at the end; a killed run's leftovers first (may restore the output).
     recover_stale(target_dir)
@@ -180,7 +163,7 @@ def convert(
             info.layout = exported.layouts.get(info.name, info.layout)
     image = image_input(inputs)
     size = exported.image_size(image.name) if exported is not None and image is not None else None
-    spec = build_spec(image, preprocess or {}, source, size) if image is not None else None
+    spec = build_spec(image, preprocessing, source, size) if image is not None else None
     task = task or _guess_task(outputs, label_list)
     if task == "classify" and label_list and isinstance(outputs[0].shape[-1], int) \
             and outputs[0].shape[-1] != len(label_list):
@@ -190,8 +173,8 @@ def convert(
     if exported is not None:
         from edgedl.converters.source_check import verify_export
 
-        source_report = verify_export(exported, proto, outputs, spec, image.name if image else None, calib_data,
-                                      tolerance, seed)
+        source_report = verify_export(exported, proto, outputs, spec, image.name if image else None, export,
+                                      calibration)
 
     source_info = exported.info if exported is not None else {
         "file": source.name, "sha256": sha256_file(source), "format": "onnx"}
@@ -201,27 +184,38 @@ def convert(
         scratch.mkdir()
         log.info("writing model.onnx into %s", stage)
         onnx.save_model(proto, str(stage / "model.onnx"))
-        variants = {"fp32": _variant(stage, "model.onnx", "fp32", "any", {})}
         manifest = Manifest(
             name=source.stem, source={**source_info, "opset": max(
                 (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)},
-            inputs=inputs, outputs=outputs, variants=variants, task=task, labels=label_list, preprocess=spec,
-            preprocess_input=image.name if image else None,
+            inputs=inputs, outputs=outputs, variants={"fp32": _variant(stage, "model.onnx", "fp32", "any", {})},
+            task=task, labels=label_list, preprocess=spec, preprocess_input=image.name if image else None,
             edgedl_version=_version(), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
-        if int8 or fp16:
+        if variants.int8 or variants.fp16:
             from edgedl.converters.quantize_flow import quantize_into
 
-            log.info("calibrating, quantizing and validating (int8=%s, fp16=%s, target=%s)", int8, fp16, target)
-            quantize_into(manifest, proto, stage, scratch, int8=int8, fp16=fp16, calib_data=calib_data,
-                          calib_samples=calib_samples, calib_method=calib_method, min_cosine=min_cosine,
-                          min_top1=min_top1, min_detections=min_detections, holdout=holdout, seed=seed, target=target,
-                          image=image, show=show)
+            log.info("calibrating, quantizing and validating (%s)", variants)
+            quantize_into(manifest, proto, stage, scratch, variants, calibration, gate, image, show)
         if source_report is not None:
             manifest.validation["source"] = source_report
         log.info("writing %s", MANIFEST_NAME)
         (stage / MANIFEST_NAME).write_text(manifest.dumps(), encoding="utf-8")
     return Bundle.open(target_dir, verify=False)  # every file was hashed as it was written
+
+
+def _source_model(model: Any, export: ExportOptions) -> tuple[Path, onnx.ModelProto, ExportedSource | None]:
+    """The model's path (a framework model's name when in memory), its ONNX, and the export record if exported."""
+    from edgedl.converters.source_model import export_source, is_framework_model
+    from edgedl.loading.onnx_load import load_onnx
+
+    log.info("loading %s", model if isinstance(model, (str, Path)) else type(model).__name__)
+    if is_framework_model(model):
+        exported = export_source(model, export)
+        return exported.path, exported.proto, exported
+    if export.framework_options_given:
+        raise UsageError("layout, example inputs, dynamic dims and tolerance apply to PyTorch and Keras models",
+                         path=model, fix="for an ONNX file, fix shapes with --input-shape")
+    return Path(model), load_onnx(Path(model)), None
 
 
 def _version() -> str:

@@ -16,12 +16,12 @@ from typing import Any
 from edgedl.errors import BundleError
 from edgedl.loading.model_file import read_regular_file
 from edgedl.preprocess import PreprocessSpec
+from edgedl.vocabulary import PRECISIONS, TASKS
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgedl.json"
 #: Far more than any manifest needs (labels included): a bigger file is refused before it is read.
 MANIFEST_LIMIT = 16 << 20
-TASKS: tuple[str, ...] = ("classify", "detect", "segment", "raw")
 
 
 @dataclass
@@ -111,9 +111,8 @@ class Manifest:
     @property
     def precisions(self) -> list[str]:
         """The precisions present, in a stable order."""
-        order = ["fp32", "fp16", "int8"]
         present = {v.precision for v in self.variants.values()}
-        return [p for p in order if p in present] + sorted(present - set(order))
+        return [p for p in PRECISIONS if p in present] + sorted(present - set(PRECISIONS))
 
     def to_dict(self) -> dict[str, Any]:
         """Manifest form (plain JSON types)."""

@@ -16,12 +16,13 @@ import numpy as np
 
 from edgedl.batching import stack
 from edgedl.errors import UsageError
+from edgedl.options import PreprocessOptions
 from edgedl.preprocess import PRESETS, Geometry, PreprocessSpec, preprocess
 from edgedl.results import Prediction
+from edgedl.vocabulary import DEVICE_PREPROCESS
 
 log = logging.getLogger("edgedl.pipeline")
 
-DEVICE_PREPROCESS = ("auto", "cpu", "gpu")
 #: The largest batch chosen without being asked for, on a model whose batch dimension is dynamic.
 MAX_AUTO_BATCH = 8
 
@@ -138,9 +139,7 @@ def _spec(model: Any, requested: PreprocessSpec | str | None) -> tuple[Preproces
     if isinstance(requested, PreprocessSpec):
         return requested, info.name
     if isinstance(requested, str):
-        if requested not in PRESETS:
-            raise UsageError(f"unknown preprocessing preset {requested!r}", fix=f"use one of {', '.join(PRESETS)}")
-        return build_spec(info, {"preset": requested}, model.path), info.name
+        return build_spec(info, PreprocessOptions(preset=requested), model.path), info.name
     if manifest is None or manifest.preprocess is None:
         raise UsageError("the model carries no preprocessing spec", path=model.path,
                          fix=f"pass preprocess= one of {', '.join(PRESETS)} (or a PreprocessSpec), or convert it to a bundle")

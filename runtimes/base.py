@@ -19,8 +19,6 @@ from edgedl.errors import UsageError
 if TYPE_CHECKING:
     from edgedl.profiling.layers import LayerProfile
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-
 
 @dataclass(frozen=True)
 class TensorSpec:

@@ -13,12 +13,12 @@ from types import ModuleType
 from typing import Any
 
 from edgedl.errors import EdgeDLError, MissingDependencyError, UsageError
-from edgedl.runtimes.base import PRECISIONS, Backend, LoadOptions
+from edgedl.runtimes.base import Backend, LoadOptions
 from edgedl.runtimes.source import ModelSource
+from edgedl.vocabulary import BACKENDS, PRECISIONS
 
 log = logging.getLogger("edgedl.runtimes")
 
-ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime-gpu", "openvino", "onnxruntime")
 MODULES = {"tensorrt": "edgedl.runtimes.tensorrt.backend", "onnxruntime-gpu": "edgedl.runtimes.onnxruntime.gpu",
            "openvino": "edgedl.runtimes.openvino.backend", "onnxruntime": "edgedl.runtimes.onnxruntime.cpu"}
 ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "onnxrt": "onnxruntime", "ort-cpu": "onnxruntime",
@@ -34,7 +34,7 @@ def canonical(name: str) -> str:
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key not in MODULES:
-        raise UsageError(f"unknown backend {name!r}", fix=f"use auto or one of {', '.join(ORDER)}")
+        raise UsageError(f"unknown backend {name!r}", fix=f"use auto or one of {', '.join(BACKENDS)}")
     return key
 
 
@@ -67,7 +67,7 @@ def open_backend(source: ModelSource, backend: str, precision: str,
         log.info("backend %s: skipped (%s)", name, reason)
         skipped.append((name, reason))
 
-    for name in ORDER:
+    for name in BACKENDS:
         mod = module(name)
         reason = mod.probe()
         if reason:

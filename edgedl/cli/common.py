@@ -1,4 +1,4 @@
-"""What every ``edgedl`` command shares: one-line errors with exit codes, and the --verbose option."""
+"""What every ``edgedl`` command shares: one-line errors with exit codes, the --verbose option, choices."""
 
 from __future__ import annotations
 
@@ -6,16 +6,23 @@ import functools
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from edgedl.errors import EdgeDLError, OutputError, UsageError
+from edgedl.vocabulary import AUTO, BACKENDS, PRECISIONS
 
-#: The --backend choices of every command that loads a model.
-BACKENDS = ["auto", "tensorrt", "onnxruntime-gpu", "openvino", "onnxruntime"]
+#: The --backend and --precision choices of every command that loads a model.
+BACKEND_CHOICES = (AUTO, *BACKENDS)
+PRECISION_CHOICES = (AUTO, *PRECISIONS)
+
+
+def choice(vocabulary: Iterable[str]) -> click.Choice:
+    """An option's choices from one of edgedl's vocabularies, in any case; the value passed on is spelt as there."""
+    return click.Choice(list(vocabulary), case_sensitive=False)
 
 
 def _fail(exc: BaseException, verbose: bool, code: int) -> None:

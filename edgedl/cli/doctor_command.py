@@ -7,12 +7,13 @@ import json
 import click
 
 from edgedl.cli.common import handle_errors, verbose_option
+from edgedl.device.report import CAPABILITIES
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--require", help="Comma-separated capabilities that must be present (exit 9 otherwise): "
-                                "tensorrt, cuda, onnxruntime-gpu, openvino, gstreamer, nvdec, camera, csi, jetson.")
+                                f"{', '.join(CAPABILITIES)}.")
 @verbose_option
 @handle_errors
 def doctor(as_json: bool, require: str | None, verbose: bool) -> None:

@@ -9,11 +9,14 @@ from typing import Any
 import click
 
 from edgedl.about import __version__
-from edgedl.cli.common import handle_errors, parse_shape, verbose_option
+from edgedl.cli.common import BACKEND_CHOICES, PRECISION_CHOICES, choice, handle_errors, parse_shape, verbose_option
 from edgedl.cli.doctor_command import doctor
 from edgedl.cli.profile_command import profile
 from edgedl.cli.stream_commands import demo, run
 from edgedl.errors import UsageError
+from edgedl.options import DEFAULT_TOLERANCE, CalibrationOptions, ExportOptions, Gate, VariantOptions
+from edgedl.preprocess import COLOR_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
+from edgedl.vocabulary import AUTO, CALIBRATION_METHODS, EXPORTERS, TARGETS, TASKS
 
 
 def parse_triple(text: str | None, option: str) -> tuple[float, float, float] | None:
@@ -50,35 +53,36 @@ def main() -> None:
 @click.option("--fp16", is_flag=True, help="Add an FP16 variant (float32 inputs/outputs).")
 @click.option("--calib-data", type=click.Path(path_type=Path),
               help="Folder of images, .npy or .npz. Default for image models: photographs shipped with edgedl.")
-@click.option("--calib-samples", type=int, default=128, show_default=True, help="Samples used to calibrate.")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True)
+@click.option("--calib-samples", type=int, default=CalibrationOptions.samples, show_default=True,
+              help="Samples used to calibrate.")
+@click.option("--calib-method", type=choice(CALIBRATION_METHODS), default=CalibrationOptions.method, show_default=True)
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3x224x224",
               help="Fix an input's shape (repeatable).")
-@click.option("--preset", type=click.Choice(["imagenet", "yolo", "raw01"]),
-              help="Preprocessing preset; the options below override it.")
+@click.option("--preset", type=choice(PRESETS), help="Preprocessing preset; the options below override it.")
 @click.option("--mean", help="Per-channel mean after scaling, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Per-channel std after scaling, e.g. 0.229,0.224,0.225.")
 @click.option("--scale", type=float, help="Pixel multiplier before mean/std (default 1/255).")
-@click.option("--color", type=click.Choice(["RGB", "BGR"]), help="Channel order the model expects.")
-@click.option("--resize", type=click.Choice(["stretch", "letterbox", "center-crop"]), help="How frames fit the input.")
+@click.option("--color", type=choice(COLOR_ORDERS), help="Channel order the model expects.")
+@click.option("--resize", type=choice(RESIZE_MODES), help="How frames fit the input.")
 @click.option("--pad-value", type=int, help="Letterbox padding value (0-255).")
 @click.option("--labels", type=click.Path(path_type=Path), help="Text file with one class label per line.")
-@click.option("--task", type=click.Choice(["classify", "detect", "segment", "raw"]))
-@click.option("--target", type=click.Choice(["cpu", "tensorrt", "all"]), default="cpu", show_default=True,
+@click.option("--task", type=choice(TASKS))
+@click.option("--target", type=choice(TARGETS), default=VariantOptions.target, show_default=True,
               help="Which INT8 variants to write: CPU (ONNX Runtime), TensorRT Q/DQ + calibration cache, or both.")
-@click.option("--min-cosine", type=float, default=0.99, show_default=True, help="Accuracy gate: cosine vs FP32.")
-@click.option("--min-top1", type=float, default=0.9, show_default=True, help="Accuracy gate: top-1 agreement.")
-@click.option("--min-detections", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+@click.option("--min-cosine", type=float, default=Gate.min_cosine, show_default=True,
+              help="Accuracy gate: cosine vs FP32.")
+@click.option("--min-top1", type=float, default=Gate.min_top1, show_default=True, help="Accuracy gate: top-1 agreement.")
+@click.option("--min-detections", type=click.FloatRange(0, 1), default=Gate.min_detections, show_default=True,
               help="Accuracy gate for detectors: share of FP32's detections found (and of its own FP32 agrees with).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the choice of samples.")
-@click.option("--layout", type=click.Choice(["nchw", "nhwc"], case_sensitive=False),
+@click.option("--seed", type=int, default=CalibrationOptions.seed, show_default=True,
+              help="Seed for the choice of samples.")
+@click.option("--layout", type=choice(LAYOUTS),
               help="PyTorch/Keras: image input layout of the bundle (a Transpose is put in the graph if it differs).")
 @click.option("--dynamic-batch", is_flag=True, help="PyTorch/Keras: keep the batch dimension dynamic.")
 @click.option("--dynamic-hw", is_flag=True, help="PyTorch/Keras: keep image height and width dynamic.")
 @click.option("--tolerance", type=float, help="PyTorch/Keras: max relative error of ONNX vs the source model "
-              "[default: 1e-3].")
-@click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
+              f"[default: {DEFAULT_TOLERANCE:g}].")
+@click.option("--exporter", type=choice(EXPORTERS), default=ExportOptions.exporter, show_default=True,
               help="PyTorch/Keras: ONNX exporter (auto: dynamo, TorchScript where torch.export cannot capture).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Bundle folder (default: MODEL.edgedl).")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
@@ -162,7 +166,7 @@ def _parse_profile(text: str) -> tuple[str, list[list[int]]]:
 
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True,
+@click.option("--precision", type=choice(PRECISION_CHOICES), default=AUTO, show_default=True,
               help="auto: INT8 if the bundle has it for TensorRT, else FP16 where fast, else FP32.")
 @click.option("--device", type=int, default=0, show_default=True, help="CUDA device index.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=MIN[:OPT:MAX]",
@@ -187,19 +191,21 @@ def build(bundle: Path, precision: str, device: int, shapes: tuple[str, ...], dl
 
 
 def _split_list(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+    """``a, B`` → [``a``, ``b``]: choices in any case, as --backend and --precision take them."""
+    return [part.strip().lower() for part in text.split(",") if part.strip()] if text else None
 
 
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--backends", help="Comma-separated: auto, tensorrt, onnxruntime-gpu, openvino, onnxruntime [auto].")
-@click.option("--precisions", help="Comma-separated: auto, fp32, fp16, int8 [every precision the bundle has].")
+@click.option("--backends", help=f"Comma-separated: {', '.join(BACKEND_CHOICES)} [auto].")
+@click.option("--precisions", help=f"Comma-separated: {', '.join(PRECISION_CHOICES)} [every precision the bundle has].")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Folder of images, .npy or .npz [the photographs shipped with edgedl, or noise].")
 @click.option("--samples", type=int, default=8, show_default=True, help="Inputs to compare on.")
-@click.option("--min-cosine", type=float, default=0.99, show_default=True, help="Per-output cosine vs the reference.")
-@click.option("--min-top1", type=float, default=0.9, show_default=True, help="Top-1 agreement (classifiers).")
-@click.option("--min-detections", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+@click.option("--min-cosine", type=float, default=Gate.min_cosine, show_default=True,
+              help="Per-output cosine vs the reference.")
+@click.option("--min-top1", type=float, default=Gate.min_top1, show_default=True, help="Top-1 agreement (classifiers).")
+@click.option("--min-detections", type=click.FloatRange(0, 1), default=Gate.min_detections, show_default=True,
               help="Detection agreement (detectors, with enough detections in the inputs).")
 @click.option("--atol", type=float, help="Elementwise absolute tolerance (off unless given).")
 @click.option("--rtol", type=float, help="Elementwise relative tolerance (off unless given).")
@@ -221,8 +227,9 @@ def compare(bundle: Path, backends: str | None, precisions: str | None, data: Pa
     from edgedl.compare import report_table
     from edgedl.errors import AccuracyGateError
 
-    result = run_compare(bundle, _split_list(backends), _split_list(precisions), data, samples, min_cosine, min_top1,
-                         atol, rtol, rounds, device=device, min_detections=min_detections)
+    gate = Gate(min_cosine=min_cosine, min_top1=min_top1, min_detections=min_detections)
+    result = run_compare(bundle, _split_list(backends), _split_list(precisions), data, samples, gate=gate, atol=atol,
+                         rtol=rtol, rounds=rounds, device=device)
     click.echo(f"inputs: {result.data}")
     # A pipe or log file has no width: give the table room rather than truncating run names.
     Console(width=None if sys.stdout.isatty() else 160).print(report_table(result))

@@ -8,8 +8,17 @@ from typing import Any
 
 import click
 
-from edgedl.cli.common import BACKENDS, check_output_file, handle_errors, verbose_option, write_output_file
+from edgedl.cli.common import (
+    BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    check_output_file,
+    choice,
+    handle_errors,
+    verbose_option,
+    write_output_file,
+)
 from edgedl.errors import UsageError
+from edgedl.vocabulary import AUTO
 
 
 def _console() -> Any:
@@ -34,8 +43,8 @@ def _diff(paths: tuple[Path, Path], noise: float, markdown_path: Path | None) ->
 
 @click.command()
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
+@click.option("--backend", type=choice(BACKEND_CHOICES), default=AUTO, show_default=True)
+@click.option("--precision", type=choice(PRECISION_CHOICES), default=AUTO, show_default=True)
 @click.option("--batch", type=int, help="Inputs per inference (needs a dynamic batch).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=1x3xHxW", help="An input's shape (repeatable).")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Warm-up runs, reported apart.")

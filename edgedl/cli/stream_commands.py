@@ -10,8 +10,19 @@ from typing import Any
 
 import click
 
-from edgedl.cli.common import BACKENDS, check_output_file, check_output_folder, handle_errors, verbose_option, write_output_file
+from edgedl.cli.common import (
+    BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    check_output_file,
+    check_output_folder,
+    choice,
+    handle_errors,
+    verbose_option,
+    write_output_file,
+)
 from edgedl.errors import UsageError
+from edgedl.preprocess import PRESETS
+from edgedl.vocabulary import AUTO, DEVICE_PREPROCESS
 
 
 class _Status:
@@ -92,8 +103,8 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 @click.option("--source", required=True, help="csi://0, /dev/video0, rtsp://…, clip.mp4, a folder or glob, gst://…, "
                                               "synthetic://shapes")
 @click.option("--sink", "sinks", multiple=True, help="out.mp4, frames/, results.jsonl, display, rtsp://… (repeatable).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
+@click.option("--backend", type=choice(BACKEND_CHOICES), default=AUTO, show_default=True)
+@click.option("--precision", type=choice(PRECISION_CHOICES), default=AUTO, show_default=True)
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="Detection confidence threshold.")
@@ -101,8 +112,8 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Classes reported per frame (classifiers).")
 @click.option("--postprocess", help="Postprocessor name (default: from the bundle's task and outputs).")
-@click.option("--preset", type=click.Choice(["imagenet", "yolo", "raw01"]), help="Preprocessing for a bare ONNX file.")
-@click.option("--device-preprocess", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+@click.option("--preset", type=choice(PRESETS), help="Preprocessing for a bare ONNX file.")
+@click.option("--device-preprocess", type=choice(DEVICE_PREPROCESS), default=AUTO, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing sink files.")
 @click.option("--quiet", "-q", is_flag=True, help="No live status line; the summary only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the summary as JSON here.")
@@ -142,7 +153,7 @@ def run(bundle: Path, source: str, sinks: tuple[str, ...], backend: str, precisi
               help="Folder for the INT8 bundle and the annotated video.")
 @click.option("--frames", type=int, default=300, show_default=True, help="Frames the synthetic camera sends.")
 @click.option("--fps", type=float, default=30.0, show_default=True, help="Synthetic camera rate (0: as fast as possible).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--backend", type=choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No live status line; the summary only.")
 @verbose_option
 @handle_errors

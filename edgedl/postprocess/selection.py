@@ -23,10 +23,9 @@ from edgedl.postprocess.base import CHOOSE_FIX
 from edgedl.postprocess.classification import is_score_vector
 from edgedl.postprocess.detection import channels_first, ssd_pair
 from edgedl.postprocess.registry import get
+from edgedl.vocabulary import TASKS
 
 log = logging.getLogger("edgedl.postprocess")
-
-TASKS: tuple[str, ...] = ("classify", "detect", "segment", "raw")
 
 
 def choose(task: str, outputs: list[tuple[str, tuple]], override: str | None = None) -> str:
