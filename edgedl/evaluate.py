@@ -33,8 +33,10 @@ class DetectionScore:
     frames: int = 0
 
     def add(self, detections: Detections, truth: np.ndarray) -> None:
-        """Score one frame. ``truth``: ``[k, 5]`` rows of class, x1, y1, x2, y2 (as synthetic sources give)."""
-        truth = np.asarray(truth, dtype=np.float32).reshape(-1, 5)
+        """Score one frame. ``truth``: ``[k, 5]`` rows of class, x1, y1, x2, y2, or ``[k, 6]`` with an object id
+        after them, as synthetic sources give (the id plays no part here)."""
+        truth = np.asarray(truth, dtype=np.float32)
+        truth = (truth if truth.ndim == 2 else truth.reshape(-1, 5))[:, :5]
         self.frames += 1
         matched = np.zeros(len(truth), dtype=bool)
         overlap = box_iou(detections.boxes, truth[:, 1:])

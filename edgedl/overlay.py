@@ -1,13 +1,17 @@
-"""Draw what a model found onto a frame: boxes with labels, top-k classes, a segmentation mask, speed.
+"""Draw what a model found onto a frame: boxes with labels, track ids and trails, top-k classes, a segmentation mask, speed.
 
     annotated = edgedl.overlay.draw(result.image, result, fps=30.0)   # a copy; result.image is untouched
+    trails = edgedl.overlay.Trails()                                   # one per source, kept across frames
+    annotated = edgedl.overlay.draw(result.image, result, trails=trails)
 
 Colours are a fixed function of the class id, so a class keeps its colour across frames, runs and
-between its boxes and its mask pixels. Mask class 0 is taken as background and left untinted.
+between its boxes and its mask pixels. Mask class 0 is taken as background and left untinted. A
+trail takes its colour from its track id, so two objects of one class still have trails apart.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from functools import lru_cache
 
 import cv2
@@ -19,6 +23,7 @@ from edgedl.results import Detections, Prediction, Result
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _PALETTE_SIZE = 256  # colours repeat after this many class ids
 _MASK_ALPHA = 0.45
+TRAIL_LENGTH = 30  # box centres a trail keeps: a second of motion at 30 fps
 _PANEL = (32, 32, 32)  # background of the class list and the speed text
 
 
@@ -36,14 +41,47 @@ def _palette() -> np.ndarray:
     return class_colours(np.arange(_PALETTE_SIZE))
 
 
+class Trails:
+    """The last ``length`` box centres of each track of one source, for :func:`draw` to draw behind its objects.
+
+    Track ids are per source, so a sink that shows several sources keeps one ``Trails`` per source.
+    A track absent for ``length`` frames is forgotten.
+    """
+
+    def __init__(self, length: int = TRAIL_LENGTH) -> None:
+        if length < 2:
+            raise UsageError(f"a trail needs at least 2 points, got length={length}", fix=f"use the default, {TRAIL_LENGTH}")
+        self.length = length
+        self._points: dict[int, deque[tuple[int, int]]] = {}
+        self._last_seen: dict[int, int] = {}
+        self._frames = 0
+
+    def add(self, detections: Detections) -> None:
+        """Extend the trails with one frame's tracked detections (untracked ones have no trail)."""
+        self._frames += 1
+        tracked = detections.track_ids >= 0
+        centres = np.rint((detections.boxes[tracked, :2] + detections.boxes[tracked, 2:]) / 2).astype(np.int64)
+        for track, (x, y) in zip(detections.track_ids[tracked].tolist(), centres.tolist(), strict=True):
+            self._points.setdefault(track, deque(maxlen=self.length)).append((x, y))
+            self._last_seen[track] = self._frames
+        for track in [t for t, seen in self._last_seen.items() if self._frames - seen >= self.length]:
+            del self._points[track], self._last_seen[track]
+
+    def points(self, track_id: int) -> np.ndarray:
+        """The trail of ``track_id``: int64 ``[k, 2]`` x, y centres, oldest first (empty when unknown)."""
+        return np.array(self._points.get(track_id, ()), dtype=np.int64).reshape(-1, 2)
+
+
 def draw(image: np.ndarray, result_or_prediction: Result | Prediction | Detections, *, fps: float | None = None,
-         copy: bool = True) -> np.ndarray:
+         copy: bool = True, trails: Trails | None = None) -> np.ndarray:
     """Draw a :class:`Result`, :class:`Prediction` or :class:`Detections` onto a BGR ``uint8`` image.
 
-    Draws, in this order: the segmentation mask blended in per-class colours, each box with
-    ``label score`` on a filled tag (kept inside the image), the top-k classes at the top left,
-    and ``fps`` (when given) and the result's latency at the top right. Returns the drawn image:
-    a copy unless ``copy=False``, which draws into ``image`` itself.
+    Draws, in this order: the segmentation mask blended in per-class colours, with ``trails`` the
+    recent path of each tracked object in this frame (``trails`` is first extended with this
+    frame's detections), each box with ``#track label score`` (``label score`` when untracked) on
+    a filled tag (kept inside the image), the top-k classes at the top left, and ``fps`` (when
+    given) and the result's latency at the top right. Returns the drawn image: a copy unless
+    ``copy=False``, which draws into ``image`` itself.
     """
     prediction, latency_ms = _unpack(result_or_prediction)
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
@@ -59,6 +97,9 @@ def draw(image: np.ndarray, result_or_prediction: Result | Prediction | Detectio
     style = _Style.for_image(out)
     if prediction.mask is not None:
         _blend_mask(out, prediction.mask)
+    if trails is not None:
+        trails.add(prediction.detections)
+        _draw_trails(out, prediction.detections, trails, style)
     _draw_boxes(out, prediction.detections, style)
     _draw_classes(out, prediction, style)
     speed = [f"{fps:.1f} fps"] if fps is not None else []
@@ -118,7 +159,17 @@ def _draw_boxes(out: np.ndarray, detections: Detections, style: _Style) -> None:
     colours = np.take(_palette(), detections.class_ids, axis=0, mode="wrap")
     for (x1, y1, x2, y2), colour, det in zip(boxes.tolist(), colours.tolist(), detections, strict=True):
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, style.box_thickness)  # axis-aligned: no anti-aliasing needed
-        _tag(out, f"{det.label} {det.score:.2f}", x1, y1, colour, style, above=True)
+        track = "" if det.track_id is None else f"#{det.track_id} "
+        _tag(out, f"{track}{det.label} {det.score:.2f}", x1, y1, colour, style, above=True)
+
+
+def _draw_trails(out: np.ndarray, detections: Detections, trails: Trails, style: _Style) -> None:
+    tracks = detections.track_ids[detections.track_ids >= 0]
+    colours = np.take(_palette(), tracks, axis=0, mode="wrap")
+    for track, colour in zip(tracks.tolist(), colours.tolist(), strict=True):
+        points = trails.points(track)
+        if len(points) > 1:
+            cv2.polylines(out, [points.astype(np.int32).reshape(-1, 1, 2)], False, colour, style.box_thickness, cv2.LINE_AA)
 
 
 def _draw_classes(out: np.ndarray, prediction: Prediction, style: _Style) -> None:

@@ -22,8 +22,9 @@ class Frame:
 
     ``index`` counts frames read from the source (0, 1, 2… with gaps where frames were dropped);
     ``timestamp`` is ``time.monotonic()`` when the frame was captured. ``truth`` carries
-    ground truth where the source knows it (``synthetic://`` sources): a float32 ``[k, 5]``
-    array of class, x1, y1, x2, y2 in frame pixels.
+    ground truth where the source knows it (``synthetic://`` sources): a float32 ``[k, 6]``
+    array of class, x1, y1, x2, y2 (frame pixels) and object id (the same object keeps its id
+    from frame to frame). Readers that need no ids use the first five columns.
     """
 
     image: np.ndarray
@@ -74,12 +75,17 @@ class SourceEvent:
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected object; ``box`` is ``(x1, y1, x2, y2)`` in original frame pixels."""
+    """One detected object; ``box`` is ``(x1, y1, x2, y2)`` in original frame pixels.
+
+    ``track_id`` is the id of the track the object belongs to when a tracker runs (it stays with
+    the object from frame to frame, per source), else None.
+    """
 
     box: tuple[float, float, float, float]
     score: float
     class_id: int
     label: str
+    track_id: int | None = None
 
 
 class Detections:
@@ -87,14 +93,19 @@ class Detections:
 
     ``boxes`` float32 ``[n, 4]`` (x1, y1, x2, y2, frame pixels), ``scores`` float32 ``[n]``,
     ``class_ids`` int64 ``[n]``; ``labels`` names class ids (``str(id)`` when it has no name).
+    ``track_ids`` int64 ``[n]`` holds each detection's track id when a tracker runs, -1 for an
+    untracked one (all -1 without a tracker).
     """
 
-    def __init__(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, labels: list[str] | None = None) -> None:
+    def __init__(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, labels: list[str] | None = None,
+                 track_ids: np.ndarray | None = None) -> None:
         self.boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
         self.class_ids = np.asarray(class_ids, dtype=np.int64).reshape(-1)
-        if not len(self.boxes) == len(self.scores) == len(self.class_ids):
-            raise ValueError("boxes, scores and class_ids must have the same length")
+        self.track_ids = (np.full(len(self.scores), -1, dtype=np.int64) if track_ids is None
+                          else np.asarray(track_ids, dtype=np.int64).reshape(-1))
+        if not len(self.boxes) == len(self.scores) == len(self.class_ids) == len(self.track_ids):
+            raise ValueError("boxes, scores, class_ids and track_ids must have the same length")
         self.labels = list(labels or [])
 
     @classmethod
@@ -112,8 +123,9 @@ class Detections:
     def __getitem__(self, i: int) -> Detection:
         box = self.boxes[i]
         cid = int(self.class_ids[i])
+        track = int(self.track_ids[i])
         return Detection((float(box[0]), float(box[1]), float(box[2]), float(box[3])), float(self.scores[i]), cid,
-                         self.label(cid))
+                         self.label(cid), track if track >= 0 else None)
 
     def __iter__(self) -> Iterator[Detection]:
         return (self[i] for i in range(len(self)))

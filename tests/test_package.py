@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 
-HEAVY = ["torch", "keras", "tensorflow", "tensorrt", "openvino", "pycuda", "cuda"]
+HEAVY = ["torch", "keras", "tensorflow", "tensorrt", "openvino", "pycuda", "cuda", "motmetrics", "pandas"]
 
 
 def _run(code: str) -> str:

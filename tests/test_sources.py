@@ -125,7 +125,7 @@ def test_synthetic_truth_boxes_are_exactly_where_the_shapes_are_drawn() -> None:
         image, truth = scene.render()
         drawn = np.abs(image.astype(np.int16) - 128).max(2) > 50
         near_a_box = np.zeros_like(drawn)
-        for x1, y1, x2, y2 in truth[:, 1:]:
+        for x1, y1, x2, y2 in truth[:, 1:5]:
             near_a_box[max(int(y1) - 2, 0) : int(y2) + 3, max(int(x1) - 2, 0) : int(x2) + 3] = True
             inside = drawn[int(np.ceil(y1)) : int(y2) + 1, int(np.ceil(x1)) : int(x2) + 1]
             rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
@@ -142,7 +142,7 @@ def test_synthetic_shapes_move_over_a_textured_background_with_truth() -> None:
     luma = np.array([0.114, 0.587, 0.299])
     for frame in got:
         truth = frame.truth
-        assert truth.dtype == np.float32 and truth.shape == (3, 5)
+        assert truth.dtype == np.float32 and truth.shape == (3, 6)
         assert set(truth[:, 0].astype(int)) <= {0, 1, 2, 3}
         assert (truth[:, 1:3] >= 0).all() and (truth[:, 3] <= width).all() and (truth[:, 4] <= height).all()
         contrast = np.abs((frame.image.astype(np.float32) - background) @ luma)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from edgedl.errors import OutputError
-from edgedl.overlay import draw
+from edgedl.overlay import Trails, draw
 from edgedl.results import Result
 
 
@@ -150,18 +150,21 @@ class FrameRenderer:
     """The image a picture-writing sink outputs for a result: the frame, or an annotated copy.
 
     With ``overlay`` it draws boxes, labels, classes and masks plus the rate at which results reach
-    the sink (a moving average) and the result's latency. The frame itself is never changed.
+    the sink (a moving average) and the result's latency, and, when a tracker runs, track ids and
+    trails (one :class:`~edgedl.overlay.Trails` per source). The frame itself is never changed.
     """
 
     def __init__(self, overlay: bool) -> None:
         self.overlay = overlay
         self._last: float | None = None
         self._fps: float | None = None
+        self._trails: dict[str, Trails] = {}
 
     def __call__(self, result: Result) -> np.ndarray:
         if not self.overlay:
             return result.frame.image
-        return draw(result.frame.image, result, fps=self._tick())
+        trails = self._trails.setdefault(result.source, Trails())
+        return draw(result.frame.image, result, fps=self._tick(), trails=trails)
 
     def _tick(self) -> float | None:
         now = time.monotonic()

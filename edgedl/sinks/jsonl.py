@@ -23,11 +23,12 @@ from edgedl.sinks.base import Sink, SinkTarget, already_exists, check_output_fil
 
 def to_record(result: Result) -> dict[str, Any]:
     """A result as plain JSON types: frame id and time, source, latency, drops, stage timings, detections, classes,
-    mask shape."""
+    mask shape. A detection has a ``track_id`` when a tracker gave it one."""
     dets = result.detections
     boxes = dets.boxes.astype(np.float64).round(2).tolist()
     scores = dets.scores.astype(np.float64).round(4).tolist()
     class_ids = dets.class_ids.tolist()
+    tracks = [{"track_id": t} if t >= 0 else {} for t in dets.track_ids.tolist()]
     return {
         "frame_id": result.frame_id,
         "timestamp": round(result.timestamp, 6),
@@ -36,8 +37,8 @@ def to_record(result: Result) -> dict[str, Any]:
         "latency_ms": round(result.latency_ms, 3),
         "dropped": result.dropped,
         "timings": {stage: round(ms, 3) for stage, ms in result.timings.items()},
-        "detections": [{"box": box, "score": score, "class_id": cid, "label": dets.label(cid)}
-                       for box, score, cid in zip(boxes, scores, class_ids, strict=True)],
+        "detections": [{"box": box, "score": score, "class_id": cid, "label": dets.label(cid), **track}
+                       for box, score, cid, track in zip(boxes, scores, class_ids, tracks, strict=True)],
         "classes": [{"class_id": c.class_id, "label": c.label, "score": round(float(c.score), 4)} for c in result.classes],
         "mask_shape": None if result.mask is None else list(result.mask.shape),
     }

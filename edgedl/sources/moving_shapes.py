@@ -34,9 +34,10 @@ SPIN = (0.02, 0.08)  # radians per frame of the tilt's oscillation phase
 class MovingShapes:
     """Up to ``objects`` shapes that move, bounce off the edges and off each other, and wobble within MAX_TILT.
 
-    :meth:`render` returns the next frame (BGR uint8) and its ground truth: float32 ``[k, 5]``
-    rows of class, x1, y1, x2, y2 (frame pixels, the tight box of the drawn outline), as the
-    demo models' training frames are labelled.
+    :meth:`render` returns the next frame (BGR uint8) and its ground truth: float32 ``[k, 6]``
+    rows of class, x1, y1, x2, y2, object id. The first five columns are the demo models' training
+    labels (class, then the tight box of the drawn outline in frame pixels); the object id (0 to
+    k-1) stays with its shape for the life of the stream, which is what tracking is scored against.
     """
 
     def __init__(self, rng: np.random.Generator, width: int, height: int, objects: int) -> None:
@@ -68,13 +69,14 @@ class MovingShapes:
     def render(self) -> tuple[np.ndarray, np.ndarray]:
         """The next frame and its ground truth; then moves the shapes one step."""
         canvas = self.background.copy()
-        truth = np.empty((len(self.radii), 5), np.float32)
+        truth = np.empty((len(self.radii), 6), np.float32)
         for i, ((cx, cy), r) in enumerate(zip(self.centres, self.radii, strict=True)):
             angle = MAX_TILT * math.sin(self.phase[i] + self.spin[i] * self.frame)
             under = self.background[int(cy), int(cx)].astype(np.float64)
             colour = with_contrast(self.colours[i].copy(), under)  # keeps standing out as the background changes
             truth[i, 0] = self.classes[i]
-            truth[i, 1:] = fill_shape(canvas, int(self.classes[i]), cx, cy, r, angle, colour)
+            truth[i, 1:5] = fill_shape(canvas, int(self.classes[i]), cx, cy, r, angle, colour)
+            truth[i, 5] = i  # shapes neither appear nor vanish mid-stream, so the index is a stable id
         canvas = cv2.GaussianBlur(canvas, (3, 3), self.blur)
         y, x = self.rng.integers(0, NOISE_MARGIN + 1, 2)
         image = cv2.add(canvas, self.noise[y : y + self.height, x : x + self.width], dtype=cv2.CV_8U)
