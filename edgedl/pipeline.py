@@ -89,15 +89,17 @@ class Pipeline:
     ``on_event`` (called with each :class:`SourceEvent`), ``source_options`` passed to
     :func:`edgedl.sources.open_source`, ``batch_size`` (frames per model call; default: the model's fixed
     batch, else one per source up to :data:`edgedl.stream_setup.MAX_AUTO_BATCH`), ``batch_wait_ms``
-    (how long a batch waits to fill once its first frame is in) and ``metrics_port`` (serve Prometheus
-    metrics on ``127.0.0.1:PORT/metrics`` while running; 0 picks a free port, see :attr:`metrics_url`).
+    (how long a batch waits to fill once its first frame is in), ``tracker`` (a name in
+    :data:`edgedl.tracking.TRACKERS`: detections get a ``track_id`` that stays with their object, per
+    source) and ``metrics_port`` (serve Prometheus metrics on ``127.0.0.1:PORT/metrics`` while running; 0
+    picks a free port, see :attr:`metrics_url`).
     """
 
     def __init__(self, model: Any, source: Any, sink: Any = None, on_result: Callable[[Result], Any] | None = None, *,
                  max_frames: int | None = None, queue_size: int = 2, source_options: dict[str, Any] | None = None,
                  on_event: Callable[[SourceEvent], Any] | None = None, overwrite: bool = False,
-                 batch_size: int | None = None, batch_wait_ms: float = 5.0, metrics_port: int | None = None,
-                 **options: Any) -> None:
+                 batch_size: int | None = None, batch_wait_ms: float = 5.0, tracker: str | None = None,
+                 metrics_port: int | None = None, **options: Any) -> None:
         if queue_size < 1:
             raise UsageError(f"queue_size must be at least 1, got {queue_size}")
         if max_frames is not None and max_frames < 1:
@@ -106,6 +108,7 @@ class Pipeline:
             raise UsageError(f"batch_wait_ms must be 0 or more, got {batch_wait_ms}", fix="for example batch_wait_ms=5")
         self.model = model
         self._sources = named_sources(source)
+        self._trackers = _trackers(tracker, options)
         self.setup = StreamSetup.for_model(model, **options)
         self.batch_size = self.setup.batch_size(batch_size, len(self._sources))
         self._batch_wait_s = batch_wait_ms / 1e3
@@ -219,6 +222,8 @@ class Pipeline:
         self._mux.remove(name)
         self._streams[name].close()
         self._collect_events()
+        if self._trackers is not None:
+            self._trackers.remove(name)
 
     def stop(self) -> None:
         """Stop now: frames in flight are abandoned, the sources and sinks are closed (files finalized).
@@ -413,6 +418,8 @@ class Pipeline:
                                                   batch.geometries, strict=True):
             t0 = time.perf_counter()
             prediction = self.setup.postprocess(outputs, geometry)
+            if self._trackers is not None:  # this one thread sees each source's frames in order, as trackers need
+                prediction = self._trackers.update(name, prediction, frame.timestamp)
             timings = {**batch.timings, "postprocess": (time.perf_counter() - t0) * 1e3}
             result = Result(frame, prediction, geometry, timings, (time.monotonic() - frame.timestamp) * 1e3,
                             int(self._streams[name].dropped), name)
@@ -441,6 +448,19 @@ class Pipeline:
     def _deliver(self, result: Result) -> None:
         assert self.on_result is not None
         self.on_result(result)
+
+
+def _trackers(name: str | None, options: dict[str, Any]) -> Any:
+    """Per-source trackers for ``name`` (None: no tracking); lowers the detector's threshold in ``options`` to the
+    one the tracker wants (ByteTrack continues tracks with low-score boxes), reporting the rest as before."""
+    if name is None:
+        return None
+    from edgedl.postprocess.base import PostContext
+    from edgedl.tracking import SourceTrackers
+
+    trackers = SourceTrackers(name, conf=options.get("conf", PostContext.conf_threshold))
+    options["conf"] = trackers.detector_conf
+    return trackers
 
 
 def source_name(source: Any) -> str:

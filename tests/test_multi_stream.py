@@ -193,3 +193,18 @@ def test_named_sources_get_a_file_each_and_a_tiled_overview(model: edgedl.Model,
     overview = cv2.VideoCapture(str(tmp_path / "overview.avi"))
     ok, image = overview.read()
     assert ok and image.shape[1] == 320
+
+
+def test_tracking_keeps_ids_with_objects_per_source(model: edgedl.Model) -> None:
+    from edgedl.tracking.score import TrackingScore, summarize
+
+    uris = [shapes(seed, 60) for seed in (0, 2)]
+    scores = {uri: TrackingScore() for uri in uris}
+    for result in model.stream(uris, tracker="bytetrack", batch_size=2):
+        scores[result.source].add(result.detections, result.frame.truth)
+        tracked = result.detections.track_ids[result.detections.track_ids >= 0]
+        assert len(set(tracked.tolist())) == len(tracked), "an id names one object per frame"
+    for uri, score in scores.items():
+        assert summarize([score]).idf1 >= 0.8, uri  # fresh ids every frame would score near 0
+    with pytest.raises(UsageError, match="unknown tracker 'deepsort'"):
+        Pipeline(model, shapes(0), tracker="deepsort")
