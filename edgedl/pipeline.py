@@ -477,6 +477,11 @@ def named_sources(source: Any) -> dict[str, Any]:
         pairs = [(source_name(item), item) for item in source]
     else:
         pairs = [(source_name(source), source)]
+    return by_name(pairs)
+
+
+def by_name(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """(name, source) pairs as a dict; an empty list, an empty name and a name given twice are refused."""
     if not pairs:
         raise UsageError("no source was given", fix="pass a source URI, or a list of them")
     named: dict[str, Any] = {}

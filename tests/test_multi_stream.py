@@ -208,3 +208,50 @@ def test_tracking_keeps_ids_with_objects_per_source(model: edgedl.Model) -> None
         assert summarize([score]).idf1 >= 0.8, uri  # fresh ids every frame would score near 0
     with pytest.raises(UsageError, match="unknown tracker 'deepsort'"):
         Pipeline(model, shapes(0), tracker="deepsort")
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from edgedl.cli.main import main
+
+    result = CliRunner().invoke(main, ["run", *args])
+    return result.exit_code, result.stderr
+
+
+def test_run_command_takes_several_named_sources_tracks_and_reports_each(detector: Path, tmp_path: Path) -> None:
+    import json
+
+    summary = tmp_path / "summary.json"
+    code, err = _run([str(detector), "--backend", "onnxruntime", "--source", f"door={shapes(0, 10)}", "--source",
+                      f"yard={shapes(1, 10)}", "--tracker", "ByteTrack", "--batch-size", "2", "--metrics-port", "0",
+                      "--sink", str(tmp_path / "r-{source}.jsonl"), "--quiet", "--json", str(summary)])
+    assert code == 0, err
+    data = json.loads(summary.read_text())
+    assert data["frames_processed"] == 20 and set(data["sources"]) == {"door", "yard"}
+    assert "source door" in err and "metrics at http://127.0.0.1:" in err
+    records = [json.loads(line) for line in (tmp_path / "r-yard.jsonl").read_text().splitlines()]
+    assert len(records) == 10 and any("track_id" in d for r in records for d in r["detections"])
+
+
+def test_run_command_refuses_what_cannot_work_in_one_line(detector: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    base = [str(detector), "--backend", "onnxruntime", "--quiet"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cases = [
+            (["--source", shapes(0), "--source", shapes(0)], "given twice"),
+            (["--source", shapes(0), "--tracker", "deepsort"], "deepsort"),
+            (["--source", shapes(0), "--metrics-port", str(port)], f"metrics port {port} is in use"),
+            (["--source", shapes(0), "--batch-size", "0"], "batch size must be a whole number"),
+        ]
+        for args, words in cases:
+            code, err = _run([*base, *args])
+            errors = [line for line in err.splitlines() if line.startswith(("Error:", "edgedl: error:"))]
+            assert code == 2 and len(errors) == 1 and words in errors[0] and "Traceback" not in err, (args, err)
+    assert list(tmp_path.iterdir()) == []

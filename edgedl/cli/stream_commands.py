@@ -22,6 +22,7 @@ from edgedl.cli.common import (
 )
 from edgedl.errors import UsageError
 from edgedl.preprocess import PRESETS
+from edgedl.tracking import TRACKERS
 from edgedl.vocabulary import AUTO, DEVICE_PREPROCESS
 
 
@@ -78,6 +79,15 @@ def stream_to_end(pipeline: Any, quiet: bool) -> tuple[dict[str, Any], str]:
     return pipeline.stats.summary(), ended
 
 
+def split_name(text: str) -> tuple[str, str]:
+    """``door=rtsp://…`` → (``door``, ``rtsp://…``); a source without a name is named by itself. Only a plain word
+    before the first ``=`` is a name, so URIs with ``=`` in their query stay whole."""
+    name, sep, uri = text.partition("=")
+    if sep and name and uri and all(c.isalnum() or c in "-_." for c in name):
+        return name, uri
+    return text, text
+
+
 def print_summary(summary: dict[str, Any], title: str) -> None:
     """The end-of-run table: frames, FPS, latency percentiles, mean time per stage."""
     from rich.console import Console
@@ -91,6 +101,13 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
             ("latency (capture → result)", f"p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, "
                                            f"max {lat['max']:.1f} ms")]
     rows += [(f"  {stage}", f"{ms:.2f} ms/frame") for stage, ms in summary["stage_ms"].items()]
+    if any(size > 1 for size in summary.get("batch_sizes", {})):
+        rows.append(("batches (frames: calls)", ", ".join(f"{size}: {count}" for size, count in
+                                                          summary["batch_sizes"].items())))
+    for name, part in summary.get("sources", {}).items():
+        rows.append((f"source {name}", f"{part['frames_processed']} of {part['frames_captured']} frames "
+                                       f"({part['frames_dropped']} dropped), {part['fps']:.1f} fps, latency p50 "
+                                       f"{part['latency_ms']['p50']:.1f} ms, p99 {part['latency_ms']['p99']:.1f} ms"))
     for name, value in rows:
         table.add_row(name, value)
     Console(stderr=True).print(table)
@@ -100,8 +117,9 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--source", required=True, help="csi://0, /dev/video0, rtsp://…, clip.mp4, a folder or glob, gst://…, "
-                                              "synthetic://shapes")
+@click.option("--source", "sources", required=True, multiple=True,
+              help="csi://0, /dev/video0, rtsp://…, clip.mp4, a folder or glob, gst://…, synthetic://shapes; repeat it for "
+                   "several cameras through one model, optionally named: --source door=rtsp://….")
 @click.option("--sink", "sinks", multiple=True, help="out.mp4, frames/, results.jsonl, display, rtsp://… (repeatable).")
 @click.option("--backend", type=choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--precision", type=choice(PRECISION_CHOICES), default=AUTO, show_default=True)
@@ -114,30 +132,43 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 @click.option("--postprocess", help="Postprocessor name (default: from the bundle's task and outputs).")
 @click.option("--preset", type=choice(PRESETS), help="Preprocessing for a bare ONNX file.")
 @click.option("--device-preprocess", type=choice(DEVICE_PREPROCESS), default=AUTO, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace existing sink files.")
+@click.option("--batch-size", type=int, help="Frames per model call (default: the model's fixed batch, else one per "
+                                            "source up to 8).")
+@click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="How long a batch waits to fill once its first frame is in.")
+@click.option("--tracker", type=choice(TRACKERS), help="Give detections track ids that follow their objects, per source.")
+@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while running.")
+@click.option("--overwrite", is_flag=True, help="Replace existing sink files; a sink with {source} in its name writes one "
+                                                "file per source.")
 @click.option("--quiet", "-q", is_flag=True, help="No live status line; the summary only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the summary as JSON here.")
 @verbose_option
 @handle_errors
-def run(bundle: Path, source: str, sinks: tuple[str, ...], backend: str, precision: str, max_frames: int | None,
-        conf: float, iou: float, top_k: int, postprocess: str | None, preset: str | None, device_preprocess: str,
-        overwrite: bool, quiet: bool, json_path: Path | None, verbose: bool) -> None:
-    """Stream SOURCE through BUNDLE: live FPS and latency, a summary at the end; Ctrl-C stops cleanly."""
+def run(bundle: Path, sources: tuple[str, ...], sinks: tuple[str, ...], backend: str, precision: str,
+        max_frames: int | None, conf: float, iou: float, top_k: int, postprocess: str | None, preset: str | None,
+        device_preprocess: str, batch_size: int | None, batch_wait_ms: float, tracker: str | None,
+        metrics_port: int | None, overwrite: bool, quiet: bool, json_path: Path | None, verbose: bool) -> None:
+    """Stream each --source through BUNDLE: live FPS and latency, a summary at the end; Ctrl-C stops cleanly."""
     from edgedl.model import load
-    from edgedl.pipeline import Pipeline
+    from edgedl.pipeline import Pipeline, by_name
     from edgedl.sinks import open_sink
     from edgedl.sources import parse_source
     from edgedl.sources.registry import reader_factory
 
     # What can be checked without the model is checked first: loading can take minutes (a TensorRT build).
-    reader_factory(parse_source(source))
+    named = by_name([split_name(text) for text in sources])
+    for uri in named.values():
+        reader_factory(parse_source(uri))
     opened = [open_sink(uri, overwrite=overwrite) for uri in sinks]
     check_output_file(json_path, "--json")
     model = load(bundle, backend=backend, precision=precision)
-    pipeline = Pipeline(model, source, opened, on_result=lambda result: None, max_frames=max_frames, conf=conf, iou=iou,
-                        top_k=top_k, postprocess=postprocess, preprocess=preset, device_preprocess=device_preprocess)
+    pipeline = Pipeline(model, named, opened, on_result=lambda result: None, max_frames=max_frames, conf=conf, iou=iou,
+                        top_k=top_k, postprocess=postprocess, preprocess=preset, device_preprocess=device_preprocess,
+                        batch_size=batch_size, batch_wait_ms=batch_wait_ms, tracker=tracker, metrics_port=metrics_port)
     with model:
         pipeline.start()
+        if pipeline.metrics_url:
+            click.echo(f"edgedl: metrics at {pipeline.metrics_url}", err=True)
         summary, ended = stream_to_end(pipeline, quiet)
     print_summary(summary, f"{model.path.name} on {model.backend} ({model.precision}): {ended}")
     if json_path is not None:
