@@ -130,6 +130,8 @@ def convert(
     ``exporter``), ``layout="NCHW"``/``"NHWC"`` transposes 4-D inputs in the graph, and the source model
     and ONNX Runtime are run on the same inputs: an output off by more than ``tolerance`` (relative,
     default 1e-3) fails the conversion; the errors go into ``manifest.validation["source"]``.
+    ``dynamic_batch`` also frees an ONNX file's batch dim, for batched multi-camera streams, once a batch of
+    two is shown to compute each row as the model does alone.
     """
     # Each group checks its own values as it is made, so bad options fail before any file is read.
     variants = VariantOptions(int8=int8, fp16=fp16, target=target)
@@ -157,6 +159,10 @@ def convert(
     log.info("cleaning %s", source)
     # Shapes of an exported model were applied at export, in the source model's own layout.
     proto = clean_model(loaded, None if exported is not None else input_shapes, source=source)
+    if export.dynamic_batch and exported is None:  # a framework model got its dynamic batch at export
+        from edgedl.converters.dynamic_batch import make_batch_dynamic
+
+        proto = make_batch_dynamic(proto, source)
     inputs, outputs = describe_io(proto)
     if exported is not None:  # the framework knows each input's layout; describe_io only guesses
         for info in inputs:
@@ -213,8 +219,8 @@ def _source_model(model: Any, export: ExportOptions) -> tuple[Path, onnx.ModelPr
         exported = export_source(model, export)
         return exported.path, exported.proto, exported
     if export.framework_options_given:
-        raise UsageError("layout, example inputs, dynamic dims and tolerance apply to PyTorch and Keras models",
-                         path=model, fix="for an ONNX file, fix shapes with --input-shape")
+        raise UsageError("layout, example inputs, dynamic height/width and tolerance apply to PyTorch and Keras "
+                         "models", path=model, fix="for an ONNX file, fix shapes with --input-shape")
     return Path(model), load_onnx(Path(model)), None
 
 

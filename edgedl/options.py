@@ -26,7 +26,8 @@ class ExportOptions:
     """How a model's inputs are fixed and, for a PyTorch or Keras model, how it becomes ONNX.
 
     ``input_shapes`` fixes inputs of any model (an ONNX file's in its graph, a framework model's at
-    export); the rest apply to PyTorch and Keras models only. ``tolerance`` is the largest relative
+    export) and ``dynamic_batch`` frees the batch dim of any model (an ONNX file's is checked to compute
+    each row alone); the rest apply to PyTorch and Keras models only. ``tolerance`` is the largest relative
     error of the ONNX outputs against the source model's (None: :data:`DEFAULT_TOLERANCE`).
     """
 
@@ -48,7 +49,7 @@ class ExportOptions:
     @property
     def framework_options_given(self) -> bool:
         """Whether an option that only a PyTorch or Keras model takes was given."""
-        return (self.layout is not None or self.example_inputs is not None or self.dynamic_batch or self.dynamic_hw
+        return (self.layout is not None or self.example_inputs is not None or self.dynamic_hw
                 or self.tolerance is not None)
 
     @property

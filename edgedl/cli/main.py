@@ -78,7 +78,8 @@ def main() -> None:
               help="Seed for the choice of samples.")
 @click.option("--layout", type=choice(LAYOUTS),
               help="PyTorch/Keras: image input layout of the bundle (a Transpose is put in the graph if it differs).")
-@click.option("--dynamic-batch", is_flag=True, help="PyTorch/Keras: keep the batch dimension dynamic.")
+@click.option("--dynamic-batch", is_flag=True, help="Keep (PyTorch/Keras) or make (ONNX) the batch dimension dynamic, "
+                                                     "so several cameras can share one model call.")
 @click.option("--dynamic-hw", is_flag=True, help="PyTorch/Keras: keep image height and width dynamic.")
 @click.option("--tolerance", type=float, help="PyTorch/Keras: max relative error of ONNX vs the source model "
               f"[default: {DEFAULT_TOLERANCE:g}].")
