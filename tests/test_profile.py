@@ -466,11 +466,64 @@ def test_source_profiles_the_pipeline_per_stage(template: Path, tmp_path: Path) 
     code, stdout, stderr = invoke([str(template), "--backend", "onnxruntime", "--warmup", "3", "--runs", "12", "--source",
                                    "synthetic://noise?fps=0&frames=100&width=64&height=48", "--json", str(tmp_path / "p.json")])
     assert code == 0, stderr
-    run = json.loads((tmp_path / "p.json").read_text())["runs"][0]
+    report = json.loads((tmp_path / "p.json").read_text())
+    run, uri = report["runs"][0], "synthetic://noise?fps=0&frames=100&width=64&height=48"
+    assert report["settings"]["source"] == uri and list(run["sources"]) == [uri] and "Sources (" not in stdout
     assert {"preprocess", "infer", "postprocess", "queued"} <= set(run["stages"])
     assert run["latency"]["count"] == 12 and run["frames"]["warmup"] == 3 and run["frames"]["dropped"] == 0
     assert run["stages"]["infer"]["median"] <= run["latency"]["median"], "end to end includes the model"
     assert "Pipeline stages in ms" in stdout
+
+
+def test_several_sources_are_profiled_each_and_in_total(template: Path, tmp_path: Path) -> None:
+    uris = [f"synthetic://shapes?fps=0&frames=30&seed={seed}&width=320&height=240" for seed in (0, 1)]
+    code, stdout, stderr = invoke([str(template), "--backend", "onnxruntime", "--warmup", "2", "--runs", "10", "--source",
+                                   uris[0], "--source", f"yard={uris[1]}", "--no-telemetry", "--json",
+                                   str(tmp_path / "p.json"), "--markdown", str(tmp_path / "p.md")])
+    assert code == 0, stderr
+    report = json.loads((tmp_path / "p.json").read_text())
+    run = report["runs"][0]
+    assert report["settings"]["source"] == {uris[0]: uris[0], "yard": uris[1]}
+    assert list(run["sources"]) == [uris[0], "yard"] and run["sources"]["yard"]["uri"] == uris[1]
+    for part in run["sources"].values():  # --warmup and --runs count each source's frames
+        assert part["frames"]["warmup"] == 2 and part["frames"]["steady"] == part["latency"]["count"] == 10
+        assert part["frames"]["processed"] == 12 and part["frames"]["dropped"] == 0 and part["fps"] > 0
+    assert run["latency"]["count"] == run["frames"]["steady"] == 20 and run["frames"]["processed"] == 24
+    assert sum(int(size) * calls for size, calls in run["batch_sizes"].items()) == 24, "each frame in exactly one model call"
+    assert schema_errors(report) == []
+    broken = copy.deepcopy(report)
+    del broken["runs"][0]["sources"]["yard"]["fps"]
+    assert schema_errors(broken) == ["$.runs[0].sources.yard: missing 'fps'"]
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(REPORT_SCHEMA)
+    assert not list(validator.iter_errors(report)) and len(list(validator.iter_errors(broken))) == 1
+    table = stdout[stdout.index("Sources (onnxruntime/"):]
+    assert all(f"\n│ {name}" in table for name in ("synthetic://shapes?fps=0", "yard ", "all ")), table
+    markdown = (tmp_path / "p.md").read_text()
+    assert f"| yard | {run['sources']['yard']['frames']['captured']} | 12 | 0 | 10 |" in markdown
+    assert f"| {uris[0]} | " in markdown and "| all | " in markdown
+    calls = ", ".join(f"{size}: {count}" for size, count in run["batch_sizes"].items())
+    assert f"model calls by frames per call: {calls}_" in markdown
+
+
+def test_diff_reads_reports_made_before_per_source_data(template: Path, tmp_path: Path) -> None:
+    args = [str(template), "--backend", "onnxruntime", "--warmup", "1", "--runs", "6", "--no-telemetry", "--source",
+            "a=synthetic://noise?fps=0&frames=20&width=64&height=48", "--source",
+            "b=synthetic://noise?fps=0&frames=20&width=64&height=48&seed=1"]
+    for name in ("old", "new"):
+        code, _, stderr = invoke([*args, "--json", str(tmp_path / f"{name}.json")])
+        assert code == 0, stderr
+    new = load_report(tmp_path / "new.json")
+    assert {c.what for c in diff_reports(load_report(tmp_path / "old.json"), new).changes} >= {
+        "source a latency median", "source b latency p99", "source b fps", "latency median"}
+    old = json.loads((tmp_path / "old.json").read_text())
+    for run in old["runs"]:  # as reports were written before several sources
+        del run["sources"], run["batch_sizes"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    changes = diff_reports(load_report(tmp_path / "old.json"), new).changes
+    assert "latency median" in {c.what for c in changes} and not any(c.what.startswith("source ") for c in changes)
+    code, stdout, stderr = invoke(["--diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")])
+    assert code == 0 and "latency median" in stdout, stderr
 
 
 def test_tensorrt_on_the_fake_module_is_timed_with_its_cuda_events(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -535,6 +588,8 @@ def test_load_report_refuses_files_that_are_not_reports(tmp_path: Path, cli_run:
     (["{bundle}", "--shape", "pixels=1x3x16x16"], 2, "not an input of the model"),
     (["{bundle}", "--source", "synthetic://noise", "--batch", "2"], 2, "engine-only"),
     (["{bundle}", "--source", "warp://0"], 2, "unknown source scheme 'warp'"),
+    (["{bundle}", "--source", "synthetic://noise", "--source", "synthetic://noise"], 2, "given twice"),
+    (["{bundle}", "--source", "a=synthetic://noise", "--source", "a=synthetic://shapes"], 2, "source 'a' is given twice"),
     (["{bundle}", "--json", "{tmp}/no/such/folder/r.json"], 8, "does not exist"),
     (["--diff", "{tmp}/absent.json", "{tmp}/absent.json"], 3, "cannot read the report"),
     (["--diff", "{tmp}/garbage.json", "{tmp}/garbage.json"], 3, "is not JSON"),
@@ -569,6 +624,9 @@ def test_settings_and_compare_specs_are_checked_up_front() -> None:
     assert ProfileSettings(Path("m.edgedl")).check().runs == 500
     with pytest.raises(UsageError, match="cannot be combined with --source"):
         ProfileSettings(Path("m"), source="0", compare=[("onnxruntime", "fp32"), ("openvino", "fp32")]).check()
+    assert ProfileSettings(Path("m"), source={"door": "0", "yard": "1"}).check().sources == {"door": "0", "yard": "1"}
+    with pytest.raises(UsageError, match="given twice"):
+        ProfileSettings(Path("m"), source=["0", "0"]).check()
     for option in ({"warmup": -1}, {"top": 0}, {"batch": 0}, {"duration_s": 0.0}, {"interval_ms": 1}):
         with pytest.raises(UsageError):
             ProfileSettings(Path("m"), **option).check()

@@ -68,6 +68,15 @@ def parse_shape(text: str, option: str = "--input-shape") -> tuple[str, list[int
     return name, shape
 
 
+def split_name(text: str) -> tuple[str, str]:
+    """``door=rtsp://…`` → (``door``, ``rtsp://…``); a source without a name is named by itself. Only a plain word
+    before the first ``=`` is a name, so URIs with ``=`` in their query stay whole."""
+    name, sep, uri = text.partition("=")
+    if sep and name and uri and all(c.isalnum() or c in "-_." for c in name):
+        return name, uri
+    return text, text
+
+
 def check_output_file(path: Path | None, option: str) -> None:
     """Refuse an output file that cannot be written before anything runs, so a long run is not lost at the end."""
     if path is None:

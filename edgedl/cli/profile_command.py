@@ -14,6 +14,7 @@ from edgedl.cli.common import (
     check_output_file,
     choice,
     handle_errors,
+    split_name,
     verbose_option,
     write_output_file,
 )
@@ -47,10 +48,13 @@ def _diff(paths: tuple[Path, Path], noise: float, markdown_path: Path | None) ->
 @click.option("--precision", type=choice(PRECISION_CHOICES), default=AUTO, show_default=True)
 @click.option("--batch", type=int, help="Inputs per inference (needs a dynamic batch).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=1x3xHxW", help="An input's shape (repeatable).")
-@click.option("--warmup", type=int, default=10, show_default=True, help="Warm-up runs, reported apart.")
-@click.option("--runs", type=int, help="Steady-state runs [default: 500].")
+@click.option("--warmup", type=int, default=10, show_default=True,
+              help="Warm-up runs, reported apart (with --source: frames of each source).")
+@click.option("--runs", type=int, help="Steady-state runs (with --source: frames of each source) [default: 500].")
 @click.option("--duration", "duration_s", type=float, help="Run for this many seconds instead of --runs.")
-@click.option("--source", help="Profile the whole pipeline on this source (camera, file, rtsp://…, synthetic://shapes).")
+@click.option("--source", "sources", multiple=True,
+              help="Profile the whole pipeline on this source (camera, file, rtsp://…, synthetic://shapes); repeat it "
+                   "for several through one model, reported each and in total, optionally named: --source door=rtsp://….")
 @click.option("--per-layer", is_flag=True, help="Per-layer times from the runtime's profiler.")
 @click.option("--top", type=int, default=10, show_default=True, help="Layers shown with --per-layer.")
 @click.option("--compare", metavar="BACKEND:PRECISION,…", help="Several models side by side, measured alternately.")
@@ -66,14 +70,15 @@ def _diff(paths: tuple[Path, Path], noise: float, markdown_path: Path | None) ->
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @verbose_option
 @handle_errors
-def profile(bundle: Path | None, shapes: tuple[str, ...], compare: str | None, json_path: Path | None,
-            plot_path: Path | None, markdown_path: Path | None, diff_paths: tuple[Path, ...], noise: float,
-            no_telemetry: bool, verbose: bool, **options: Any) -> None:
+def profile(bundle: Path | None, shapes: tuple[str, ...], sources: tuple[str, ...], compare: str | None,
+            json_path: Path | None, plot_path: Path | None, markdown_path: Path | None, diff_paths: tuple[Path, ...],
+            noise: float, no_telemetry: bool, verbose: bool, **options: Any) -> None:
     """Measure BUNDLE's latency (percentiles, cold start, throughput) with the device's clocks, heat and power.
 
     \b
       edgedl profile model.edgedl --runs 1000 --json before.json
       edgedl profile model.edgedl --source csi://0 --duration 60 --plot run.png
+      edgedl profile model.edgedl --source door=rtsp://cam1/stream --source yard=rtsp://cam2/stream
       edgedl profile model.edgedl --compare onnxruntime:fp32,onnxruntime:int8 --per-layer
       edgedl profile --diff before.json after.json
     """
@@ -89,9 +94,11 @@ def profile(bundle: Path | None, shapes: tuple[str, ...], compare: str | None, j
     if bundle is None:
         raise UsageError("missing BUNDLE", fix="edgedl profile model.edgedl (or --diff old.json new.json)")
     from edgedl.cli.common import parse_shape
+    from edgedl.pipeline import by_name
     from edgedl.profiling.settings import ProfileSettings, parse_compare
 
     settings = ProfileSettings(bundle, shapes=dict(parse_shape(s, "--shape") for s in shapes), telemetry=not no_telemetry,
+                               source=by_name([split_name(text) for text in sources]) if sources else None,
                                compare=parse_compare(compare) if compare else [], **options).check()
     for path, option in ((json_path, "--json"), (plot_path, "--plot"), (markdown_path, "--markdown")):
         check_output_file(path, option)

@@ -17,6 +17,7 @@ from edgedl.cli.common import (
     check_output_folder,
     choice,
     handle_errors,
+    split_name,
     verbose_option,
     write_output_file,
 )
@@ -77,15 +78,6 @@ def stream_to_end(pipeline: Any, quiet: bool) -> tuple[dict[str, Any], str]:
         signal.signal(signal.SIGTERM, previous)
         status.done()
     return pipeline.stats.summary(), ended
-
-
-def split_name(text: str) -> tuple[str, str]:
-    """``door=rtsp://…`` → (``door``, ``rtsp://…``); a source without a name is named by itself. Only a plain word
-    before the first ``=`` is a name, so URIs with ``=`` in their query stay whole."""
-    name, sep, uri = text.partition("=")
-    if sep and name and uri and all(c.isalnum() or c in "-_." for c in name):
-        return name, uri
-    return text, text
 
 
 def print_summary(summary: dict[str, Any], title: str) -> None:

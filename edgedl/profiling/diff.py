@@ -93,11 +93,22 @@ def _run_changes(label: str, a: dict[str, Any], b: dict[str, Any], noise_pct: fl
     stages_a, stages_b = a["stages"] or {}, b["stages"] or {}
     figures += [(f"stage {stage} {n}", stages_a[stage][n], stages_b[stage][n], "time")
                 for stage in stages_b if stage in stages_a for n in ("median", "p99")]
+    figures += _source_figures(a.get("sources") or {}, b.get("sources") or {})
     if a["energy"] and b["energy"]:
         figures.append(("energy per inference (mJ)", a["energy"]["energy_per_inference_mj"],
                         b["energy"]["energy_per_inference_mj"], "energy"))
     return [Change(label, what, float(x), float(y), kind, noise_pct) for what, x, y, kind in figures
             if x is not None and y is not None]
+
+
+def _source_figures(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any, str]]:
+    """Latency and frames per second of each source in both runs (reports made before per-source data have none); a
+    single source's figures are the run's own, so they are left out."""
+    both = [name for name in b if name in a] if len(b) > 1 else []
+    figures: list[tuple[str, Any, Any, str]] = [
+        (f"source {name} latency {n}", a[name]["latency"][n], b[name]["latency"][n], "time")
+        for name in both if a[name]["latency"] and b[name]["latency"] for n in ("median", "p99")]
+    return figures + [(f"source {name} fps", a[name]["fps"], b[name]["fps"], "rate") for name in both]
 
 
 def _layer_changes(label: str, a: dict[str, Any], b: dict[str, Any], noise_pct: float) -> list[Change]:

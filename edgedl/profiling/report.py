@@ -12,7 +12,7 @@ from typing import Any
 
 from edgedl.profiling.analysis import energy, few_runs_warning, setup_warnings, throttle_windows, window_warnings
 from edgedl.profiling.schema import SCHEMA_NAME, SCHEMA_VERSION
-from edgedl.profiling.session import FrameTiming, ProfileOutcome, RunOutcome
+from edgedl.profiling.session import FrameCounts, FrameTiming, PipelineRun, ProfileOutcome, RunOutcome
 from edgedl.profiling.stats import summarize, thin
 from edgedl.profiling.telemetry import TelemetrySample
 
@@ -69,15 +69,16 @@ def _run_entry(run: RunOutcome, outcome: ProfileOutcome, batch: int, single: boo
         "variant": model.variant, "clock": loaded.timer.clock, "details": _jsonable(run.description),
         "cold_start": {"load_ms": loaded.load_ms, "first_run_ms": loaded.first_run_ms,
                        "engine_built": run.description.get("built_now")},
-        "stages": None, "frames": None, "energy": None, "ratio_vs_first": None,
+        "stages": None, "frames": None, "sources": None, "batch_sizes": None, "energy": None, "ratio_vs_first": None,
         "layers": None if run.layers is None else run.layers.as_dict(outcome.settings.top),
     }
     if run.pipeline is not None:
-        entry.update(_pipeline_entry(run.pipeline.warmup, run.pipeline.steady, t0))
-        entry["frames"] = {"captured": run.pipeline.captured, "processed": run.pipeline.processed,
-                           "dropped": run.pipeline.dropped, "warmup": len(run.pipeline.warmup),
-                           "steady": len(run.pipeline.steady)}
-        count = len(run.pipeline.steady)
+        pipeline = run.pipeline
+        entry.update(_pipeline_entry(pipeline.warmup, pipeline.steady, t0))
+        entry["frames"] = _frames(pipeline.total, pipeline.warmup, pipeline.steady)
+        entry["sources"] = _source_entries(pipeline)
+        entry["batch_sizes"] = {str(size): calls for size, calls in pipeline.batch_sizes.items()}
+        count = len(pipeline.steady)
     else:
         assert run.phases is not None
         warm, steady = run.phases.warmup, run.phases.steady
@@ -99,13 +100,36 @@ def _pipeline_entry(warmup: list[FrameTiming], steady: list[FrameTiming], t0: fl
                                                                                  if n in STAGE_ORDER else len(STAGE_ORDER), n))
     stages = {name: summarize([f.stages[name] for f in steady if name in f.stages]).as_dict() for name in names}
     stages[QUEUED] = summarize([max(0.0, f.latency_ms - sum(f.stages.values())) for f in steady]).as_dict()
-    span = steady[-1].done - steady[0].done
-    fps = (len(steady) - 1) / span if len(steady) > 1 and span > 0 else 0.0
+    fps = _fps(steady)
     return {"warmup": summarize([f.latency_ms for f in warmup]).as_dict() if warmup else None,
             "latency": summarize(latencies).as_dict(), "stages": stages,
             "throughput": {"inferences_per_s": fps, "items_per_s": fps},
             "samples": {"total": len(latencies), "ms": thin(latencies, SAMPLES_KEPT),
                         "t_s": [round(f.done - t0, 5) for f in thin(steady, SAMPLES_KEPT)]}}
+
+
+def _source_entries(pipeline: PipelineRun) -> dict[str, Any]:
+    """Each source's URI, frame counts, latency and frames per second: the run's figures split by where frames came from."""
+    entries = {}
+    for name, uri in pipeline.uris.items():
+        warmup = [f for f in pipeline.warmup if f.source == name]
+        steady = [f for f in pipeline.steady if f.source == name]
+        entries[name] = {"uri": uri, "frames": _frames(pipeline.counts[name], warmup, steady),
+                         "warmup": summarize([f.latency_ms for f in warmup]).as_dict() if warmup else None,
+                         "latency": summarize([f.latency_ms for f in steady]).as_dict() if steady else None,
+                         "fps": _fps(steady)}
+    return entries
+
+
+def _frames(counts: FrameCounts, warmup: list[FrameTiming], steady: list[FrameTiming]) -> dict[str, int]:
+    return {"captured": counts.captured, "processed": counts.processed, "dropped": counts.dropped, "warmup": len(warmup),
+            "steady": len(steady)}
+
+
+def _fps(steady: list[FrameTiming]) -> float:
+    """Results per second between the first and the last steady-state result."""
+    span = steady[-1].done - steady[0].done if steady else 0.0
+    return (len(steady) - 1) / span if span > 0 else 0.0
 
 
 def _range(values: list[float]) -> list[float] | None:

@@ -3,6 +3,8 @@
 Times are milliseconds unless a name says otherwise (``_s`` seconds, ``_w`` watts, ``_mw``
 milliwatts, ``_mj`` millijoules, ``_mhz``, ``_c`` degrees Celsius); ``t``/``t_s`` values are
 seconds since the profile started. Readers refuse a report whose ``schema_version`` they do not know.
+A field added within a version is left out of ``required``, so the reports written before it still validate:
+``runs[].sources`` and ``runs[].batch_sizes`` (pipeline runs over several sources) came that way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from edgedl.profiling.timing import CLOCKS
 from edgedl.profiling.validator import validate
 
 SCHEMA_NAME = "edgedl-profile"
-#: Bumped when a field changes meaning or goes away; readers refuse reports of another version.
+#: Bumped when a field changes meaning or goes away (not when one is added); readers refuse reports of another version.
 SCHEMA_VERSION = 1
 
 _NUMBER = {"type": "number"}
@@ -46,7 +48,8 @@ REPORT_SCHEMA: dict[str, Any] = {
         "machine": {"$ref": "#/$defs/machine"},
         "software": {"type": "object", "additionalProperties": {"type": "string"},
                      "description": "versions of edgedl, Python and the runtimes installed"},
-        "settings": {"type": "object", "description": "the options of the run, as given"},
+        "settings": {"type": "object", "description": "the options of the run, as given; source: the URI of one "
+                                                       "source named by itself, else an object of names to URIs"},
         "steady_window_s": {"type": "array", "items": _NUMBER, "description": "[start, end] of the steady state"},
         "runs": {"type": "array", "items": {"$ref": "#/$defs/run"},
                  "description": "one per model; with --compare the first is the reference of ratio_vs_first"},
@@ -112,9 +115,13 @@ REPORT_SCHEMA: dict[str, Any] = {
                                            "t_s": {"type": "array", "items": _NUMBER}}},
                 "stages": {"type": ["object", "null"], "additionalProperties": {"$ref": "#/$defs/stats"},
                            "description": "per pipeline stage; 'queued' is latency not spent in any timed stage"},
-                "frames": {"type": ["object", "null"], "required": ["captured", "processed", "dropped"],
-                           "properties": {k: {"type": "integer", "minimum": 0}
-                                          for k in ("captured", "processed", "dropped", "warmup", "steady")}},
+                "frames": {"$ref": "#/$defs/frames"},
+                "sources": {"type": ["object", "null"], "additionalProperties": {"$ref": "#/$defs/source"},
+                            "description": "per source of a pipeline run, by the pipeline's name for it (its URI "
+                                           "unless named); absent from reports made before it"},
+                "batch_sizes": {"type": ["object", "null"], "additionalProperties": {"type": "integer", "minimum": 1},
+                                "description": "a pipeline run's model calls by the frames each carried (keys: frames); "
+                                               "absent from reports made before it"},
                 "layers": {"type": ["object", "null"], "required": ["profiler", "runs", "total_ms", "layers"],
                            "properties": {"profiler": {"enum": ["onnxruntime-profiler", "openvino-perf-counters",
                                                                 "tensorrt-iprofiler"]},
@@ -128,6 +135,19 @@ REPORT_SCHEMA: dict[str, Any] = {
                 "ratio_vs_first": {"type": ["number", "null"],
                                    "description": "first run's median / this run's median: above 1 is faster"},
             },
+        },
+        "frames": {"type": ["object", "null"], "required": ["captured", "processed", "dropped"],
+                   "description": "warmup: each source's first --warmup frames; steady: the frames measured",
+                   "properties": {k: {"type": "integer", "minimum": 0}
+                                  for k in ("captured", "processed", "dropped", "warmup", "steady")}},
+        "source": {
+            "type": "object", "additionalProperties": False, "required": ["uri", "frames", "warmup", "latency", "fps"],
+            "properties": {"uri": {"type": "string"}, "frames": {"$ref": "#/$defs/frames"},
+                           "warmup": {"$ref": "#/$defs/stats_or_null"},
+                           "latency": {"$ref": "#/$defs/stats_or_null",
+                                       "description": "capture to result over this source's steady-state frames; null "
+                                                      "when it gave none"},
+                           "fps": {"type": "number", "minimum": 0, "description": "this source's results per second"}},
         },
         "layer": {"type": "object", "additionalProperties": False, "required": ["name", "op", "ms", "share"],
                   "properties": {"name": {"type": "string"}, "op": {"type": "string"},

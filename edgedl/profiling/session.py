@@ -4,7 +4,8 @@
     report = build_report(outcome)          # edgedl.profiling.report
 
 Engine-only runs call the model on seeded random inputs; ``--compare`` loads several models side by side
-and alternates them call by call; ``--source`` runs the streaming pipeline and times each frame's stages.
+and alternates them call by call; ``--source`` runs the streaming pipeline over one or more sources and times
+each frame's stages, noting which source it came from.
 """
 
 from __future__ import annotations
@@ -37,22 +38,40 @@ class LoadedModel:
 
 @dataclass
 class FrameTiming:
-    """One frame through the pipeline: when its result arrived (``time.monotonic()``), stage times, end-to-end latency."""
+    """One frame through the pipeline: when its result arrived (``time.monotonic()``), stage times, end-to-end latency,
+    and the name of the source it came from."""
 
     done: float
     stages: dict[str, float]
     latency_ms: float
+    source: str
+
+
+@dataclass(frozen=True)
+class FrameCounts:
+    """What a source captured, what the pipeline processed of it, and what it dropped."""
+
+    captured: int
+    processed: int
+    dropped: int
+
+    @classmethod
+    def of(cls, stats: Any) -> FrameCounts:
+        """The counts of a :class:`~edgedl.pipeline_stats.PipelineStats`: a run's totals or one source's."""
+        return cls(stats.captured, stats.processed, stats.dropped)
 
 
 @dataclass
 class PipelineRun:
-    """The frames of a pipeline run, warm-up apart, and the source's counts."""
+    """The frames of a pipeline run, warm-up apart (each source's first ``warmup`` frames), the counts in total and per
+    source (by name, with its URI in ``uris``), and the model calls by the number of frames they carried."""
 
     warmup: list[FrameTiming]
     steady: list[FrameTiming]
-    captured: int
-    processed: int
-    dropped: int
+    total: FrameCounts
+    uris: dict[str, str]
+    counts: dict[str, FrameCounts]
+    batch_sizes: dict[int, int]
 
 
 @dataclass
@@ -104,14 +123,15 @@ def run_profile(settings: ProfileSettings, progress: Progress | None = None) -> 
     from edgedl.runtimes.source import ModelSource
 
     t0 = time.monotonic()
-    # Bad input fails here, before anything loads: the bundle path, the shapes, the source URI and its options.
+    # Bad input fails here, before anything loads: the bundle path, the shapes, the source URIs and their options.
     declared = ModelSource.open(settings.bundle, verify=False).inputs
     shapes = resolve_shapes(declared, settings.batch, settings.shapes)
-    if settings.source is not None:
+    if settings.sources:
         from edgedl.sources.registry import reader_factory
         from edgedl.sources.uri import parse_source
 
-        reader_factory(parse_source(settings.source))()  # an unopened reader: its options are checked, nothing opens
+        for uri in settings.sources.values():
+            reader_factory(parse_source(uri))()  # an unopened reader: its options are checked, nothing opens
     outcome = ProfileOutcome(settings, shapes, describe_machine(), software_versions(), t0)
     sampler = TelemetrySampler(default_source(settings.interval_ms, settings.device)) if settings.telemetry else None
     if sampler is not None:
@@ -143,7 +163,7 @@ def _measure(outcome: ProfileOutcome, progress: Progress | None) -> None:
         for run in runs:
             check_supported(run.loaded.model)
     if settings.mode == "pipeline":
-        _say(progress, f"streaming {settings.source} through the pipeline")
+        _say(progress, f"streaming {', '.join(settings.sources)} through the pipeline")
         runs[0].pipeline = _stream(runs[0].loaded.model, settings)
     else:
         what = f"{settings.runs} runs" if settings.runs else f"{settings.duration_s:g} s"
@@ -190,16 +210,18 @@ def _load(settings: ProfileSettings, backend: str, precision: str, shapes: dict[
 
 
 def _stream(model: Any, settings: ProfileSettings) -> PipelineRun:
-    """Run the pipeline over the source; the first ``warmup`` frames are warm-up, then ``runs`` frames or ``duration_s``."""
+    """Run the pipeline over the sources; each source's first ``warmup`` frames are warm-up, then ``runs`` frames of
+    each source or ``duration_s`` of all of them."""
     from edgedl.pipeline import Pipeline
 
+    sources = settings.sources
     frames: list[FrameTiming] = []
 
     def on_result(result: Any) -> None:
-        frames.append(FrameTiming(time.monotonic(), dict(result.timings), float(result.latency_ms)))
+        frames.append(FrameTiming(time.monotonic(), dict(result.timings), float(result.latency_ms), result.source))
 
     limit = settings.warmup + settings.runs if settings.runs is not None else None
-    pipeline = Pipeline(model, settings.source, on_result=on_result, max_frames=limit)
+    pipeline = Pipeline(model, sources, on_result=on_result, max_frames=limit)
     pipeline.start()
     steady_began: float | None = None
     finished = False
@@ -207,16 +229,22 @@ def _stream(model: Any, settings: ProfileSettings) -> PipelineRun:
         while not (finished := pipeline.join(timeout=0.05)):
             if settings.duration_s is None:
                 continue
-            if steady_began is None and len(frames) >= settings.warmup:
+            # The clock starts once every source's warm-up could be in; a source that never opens does not hold it back.
+            if steady_began is None and len(frames) >= settings.warmup * len(sources):
                 steady_began = time.monotonic()
             if steady_began is not None and time.monotonic() - steady_began >= settings.duration_s:
                 break
     finally:
-        if not finished:  # stopped early (duration reached, an error, Ctrl-C): close the source and threads now
+        if not finished:  # stopped early (duration reached, an error, Ctrl-C): close the sources and threads now
             pipeline.stop()
-    stats = pipeline.stats
-    warmup, steady = frames[: settings.warmup], frames[settings.warmup :]
+    seen: dict[str, int] = {}
+    warmup, steady = [], []
+    for frame in frames:
+        seen[frame.source] = seen.get(frame.source, 0) + 1
+        (warmup if seen[frame.source] <= settings.warmup else steady).append(frame)
     if not steady:
-        raise UsageError(f"{settings.source} gave {len(frames)} frame(s), all of them warm-up",
+        raise UsageError(f"{', '.join(sources)} gave {len(frames)} frame(s), all of them warm-up",
                          fix="lower --warmup or use a longer source")
-    return PipelineRun(warmup, steady, stats.captured, stats.processed, stats.dropped)
+    stats = pipeline.stats
+    return PipelineRun(warmup, steady, FrameCounts.of(stats), dict(sources),
+                       {name: FrameCounts.of(stats.source(name)) for name in sources}, dict(sorted(stats.batch_sizes.items())))

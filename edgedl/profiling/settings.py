@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,12 @@ LAYER_RUNS = 30
 
 @dataclass
 class ProfileSettings:
-    """Options of ``edgedl profile``; :meth:`check` refuses contradictions with a one-line error."""
+    """Options of ``edgedl profile``; :meth:`check` refuses contradictions with a one-line error.
+
+    ``source`` runs the pipeline instead of the engine alone, as :class:`edgedl.pipeline.Pipeline` takes it: one
+    URI, a list of them (each named by itself) or a dict of names to URIs. ``warmup`` and ``runs`` then count
+    frames of each source.
+    """
 
     bundle: Path
     backend: str = "auto"
@@ -25,7 +31,7 @@ class ProfileSettings:
     warmup: int = 10
     runs: int | None = None
     duration_s: float | None = None
-    source: str | None = None
+    source: str | Sequence[str] | Mapping[str, str] | None = None
     per_layer: bool = False
     top: int = 10
     compare: list[tuple[str, str]] = field(default_factory=list)
@@ -50,11 +56,12 @@ class ProfileSettings:
             raise UsageError(f"--top must be at least 1, got {self.top}", fix="for example --top 10")
         if not 10 <= self.interval_ms <= 10_000:
             raise UsageError(f"--interval-ms must be between 10 and 10000, got {self.interval_ms}", fix="for example 100")
-        if self.source is not None and self.compare:
+        sources = self.sources  # a source given twice or none in a list: refused here, before anything loads
+        if sources and self.compare:
             raise UsageError("--compare measures the engine alone; it cannot be combined with --source",
                              fix="profile the pipeline of one backend at a time")
-        if self.source is not None and self.batch is not None:
-            raise UsageError("--batch applies to engine-only profiles; a pipeline feeds one frame at a time",
+        if sources and self.batch is not None:
+            raise UsageError("--batch applies to engine-only profiles; a pipeline batches its sources' frames itself",
                              fix="leave --batch out with --source")
         if self.runs is None and self.duration_s is None:
             self.runs = DEFAULT_RUNS
@@ -65,10 +72,26 @@ class ProfileSettings:
         """``engine``, ``pipeline`` or ``compare``."""
         return "compare" if self.compare else "pipeline" if self.source is not None else "engine"
 
+    @property
+    def sources(self) -> dict[str, str]:
+        """The pipeline's sources by name (empty for an engine-only profile)."""
+        from edgedl.pipeline import named_sources
+
+        return {} if self.source is None else named_sources(self.source)
+
+    def _source_record(self) -> str | dict[str, str] | None:
+        """One source named by its URI as that URI (as reports have always had it), several or named ones by name."""
+        sources = self.sources
+        if len(sources) == 1:
+            ((name, uri),) = sources.items()
+            if name == uri:
+                return uri
+        return sources or None
+
     def as_dict(self) -> dict[str, object]:
         """The settings a report records."""
         return {"backend": self.backend, "precision": self.precision, "batch": self.batch, "shapes": dict(self.shapes),
-                "warmup": self.warmup, "runs": self.runs, "duration_s": self.duration_s, "source": self.source,
+                "warmup": self.warmup, "runs": self.runs, "duration_s": self.duration_s, "source": self._source_record(),
                 "per_layer": self.per_layer, "top": self.top, "compare": [f"{b}:{p}" for b, p in self.compare],
                 "seed": self.seed, "device": self.device, "interval_ms": self.interval_ms, "telemetry": self.telemetry}
 

@@ -61,17 +61,37 @@ def cold_start_table(report: dict[str, Any]) -> TextTable:
 
 
 def stage_table(run: dict[str, Any]) -> TextTable:
-    """Per-stage statistics of a pipeline run."""
+    """Per-stage statistics of a pipeline run, and the batch sizes the model ran."""
     frames = run["frames"]
+    batches = run.get("batch_sizes") or {}  # absent from reports made before it
+    calls = ", ".join(f"{size}: {count}" for size, count in batches.items())
     table = TextTable(f"Pipeline stages in ms ({run['label']})", ["stage", "n", "median", "p90", "p99", "max", "mean"],
                       align=["l"] + ["r"] * 6,
                       caption=f"frames: {frames['captured']} captured, {frames['processed']} processed, "
                               f"{frames['dropped']} dropped; {frames.get('warmup', 0)} warm-up frames left out; "
-                              "queued: time not spent in any timed stage")
+                              "queued: time not spent in any timed stage"
+                              + (f"; model calls by frames per call: {calls}" if calls else ""))
     for name, stats in run["stages"].items():
         table.rows.append([name, str(stats["count"]), *(fmt_ms(stats[k]) for k in ("median", "p90", "p99", "max", "mean"))])
     table.rows.append(["end to end", str(run["latency"]["count"]),
                        *(fmt_ms(run["latency"][k]) for k in ("median", "p90", "p99", "max", "mean"))])
+    return table
+
+
+def source_table(run: dict[str, Any]) -> TextTable:
+    """Each source of a pipeline run and all of them together: frames, capture-to-result latency, results per second."""
+    stats = ("median", "p90", "p99", "max")
+    table = TextTable(f"Sources ({run['label']}), latency in ms",
+                      ["source", "captured", "processed", "dropped", "n", *stats, "fps"], align=["l"] + ["r"] * 9,
+                      caption="n: steady-state frames (each source's warm-up left out); fps: results per second")
+
+    def row(name: str, frames: dict[str, int], latency: dict[str, float] | None, fps: float) -> list[str]:
+        counts = (str(frames[k]) for k in ("captured", "processed", "dropped", "steady"))
+        return [name, *counts, *(fmt_ms(latency[k] if latency else None) for k in stats), _rate(fps)]
+
+    for name, part in run["sources"].items():
+        table.rows.append(row(name, part["frames"], part["latency"], part["fps"]))
+    table.rows.append(row("all", run["frames"], run["latency"], run["throughput"]["items_per_s"]))
     return table
 
 
@@ -91,6 +111,7 @@ def report_tables(report: dict[str, Any]) -> list[TextTable]:
     """Every table of a report, in reading order."""
     tables = [latency_table(report), cold_start_table(report)]
     tables += [stage_table(run) for run in report["runs"] if run["stages"]]
+    tables += [source_table(run) for run in report["runs"] if len(run.get("sources") or {}) > 1]
     tables += [layer_table(run) for run in report["runs"] if run["layers"]]
     return tables
 
