@@ -4,6 +4,12 @@ Images are decoded by :mod:`edgedl.images`, as the image-folder source decodes t
 as OpenCV's ``IMREAD_COLOR`` gives it), and preprocessed by :func:`edgedl.preprocess.preprocess`,
 the same function the CPU runtime uses, driven by the bundle's spec. Samples held
 out for validation are chosen first and never reach the calibrator.
+
+A handful of photographs holds out a handful of frames, too few for the gate to judge by what a
+user sees. So, by default, held-out frames fewer than ``holdout`` are grown by :data:`HOLDOUT_VIEWS`
+of themselves (a mirror, a centre crop, a half-resolution copy), made from the decoded image before
+preprocessing, as a camera could have framed them; calibration frames are never used, so the
+held-out samples stay disjoint from what set the INT8 ranges. The summary counts each view.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edgedl.errors import CalibrationError
@@ -25,6 +32,10 @@ from edgedl.types import Sample
 log = logging.getLogger("edgedl.calibration")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: The views of a held-out frame that grow a small held-out set, in the order they are added.
+HOLDOUT_VIEWS: tuple[str, ...] = ("mirror", "crop", "shrink")
+#: The share of each side a "crop" view keeps, around the centre: objects come closer and some leave the frame.
+CROP_KEEP = 0.75
 
 
 @dataclass
@@ -88,10 +99,39 @@ def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return crop[:, ::-1] if rng.random() < 0.5 else crop
 
 
+def holdout_view(image: np.ndarray, view: str) -> np.ndarray:
+    """One of :data:`HOLDOUT_VIEWS` of a decoded BGR frame: ``mirror`` (left-right), ``crop`` (the centre
+    :data:`CROP_KEEP` of each side) or ``shrink`` (half the resolution, as a coarser camera gives it)."""
+    h, w = image.shape[:2]
+    if view == "mirror":
+        return np.ascontiguousarray(image[:, ::-1])
+    if view == "crop":
+        ch, cw = max(1, round(h * CROP_KEEP)), max(1, round(w * CROP_KEEP))
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        return np.ascontiguousarray(image[y0 : y0 + ch, x0 : x0 + cw])
+    if view == "shrink":
+        return cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    raise ValueError(f"unknown held-out view {view!r}")
+
+
+def _grow(images: list[np.ndarray], target: int) -> tuple[list[np.ndarray], Counter[str]]:
+    """The held-out frames, then their views (each view of every frame before the next view) until ``target``."""
+    grown, views = list(images), Counter[str]()
+    for view in HOLDOUT_VIEWS:
+        for image in images:
+            if len(grown) >= target:
+                return grown, views
+            grown.append(holdout_view(image, view))
+            views[view] += 1
+    return grown, views
+
+
 def from_images(folder: Path, spec: PreprocessSpec, input_name: str, samples: int, holdout: int,
                 seed: int, augment_to: int = 0) -> CalibrationSet:
     """Calibration from a folder of images, preprocessed exactly as the runtime will.
 
+    Fewer held-out frames than ``holdout`` are grown by their :data:`HOLDOUT_VIEWS` (with ``augment_to``, by
+    seeded random crops of them instead), counted by view in the summary's ``holdout_views``.
     The summary's ``converted_to_8bit_bgr`` counts the files read (calibration and held out) by what decoding
     changed in them, e.g. ``{"16-bit": 1, "grayscale": 3, "with alpha": 1}`` (a 16-bit grey file counts under both).
     """
@@ -103,25 +143,37 @@ def from_images(folder: Path, spec: PreprocessSpec, input_name: str, samples: in
     rng = np.random.default_rng(seed)
 
     converted: Counter[str] = Counter()
+    views: Counter[str] = Counter()
 
-    def load(indices: np.ndarray, count: int) -> list[Sample]:
+    def read(indices: np.ndarray) -> list[np.ndarray]:
         images = []
         for i in indices:
             image, conversions = _read_image(files[i])
             images.append(image)
             converted.update(conversions)
+        return images
+
+    def load(images: list[np.ndarray], count: int) -> list[Sample]:
         if count <= len(images) or not images:
             return [{input_name: preprocess(spec, im)[0]} for im in images]
         # Few photographs: vary them by seeded crops so the calibrator sees more than a handful of views.
         return [{input_name: preprocess(spec, _augment(images[k % len(images)], rng))[0]} for k in range(count)]
 
-    calibration = load(calib_idx, augment_to)
-    held = load(hold_idx, augment_to // 4)
+    calibration = load(read(calib_idx), augment_to)
+    held_images = read(hold_idx)
+    if augment_to:
+        held = load(held_images, augment_to // 4)
+        if len(held) > len(held_images):  # every sample is then a random crop of a held-out frame
+            views["random crop"] = len(held)
+    else:
+        grown, views = _grow(held_images, holdout)
+        held = load(grown, 0)
     return CalibrationSet(calibration, held, {
         "source": str(folder), "kind": "images", "files": len(files),
         "calibration_samples": len(calibration), "holdout_samples": len(held),
         "holdout_files": sorted(files[i].name for i in hold_idx), "seed": seed,
-        "augmented": augment_to > 0, "converted_to_8bit_bgr": dict(sorted(converted.items())),
+        "augmented": augment_to > 0, "holdout_views": {k: n for k, n in views.items() if n},
+        "converted_to_8bit_bgr": dict(sorted(converted.items())),
     })
 
 

@@ -15,7 +15,7 @@ from edgedl.converters.calibration import CalibrationSet, load_calibration
 from edgedl.converters.fp16 import overflowing_nodes, to_fp16
 from edgedl.converters.int8 import Evaluator, best_cpu_int8, tensorrt_int8
 from edgedl.converters.quantize import Quantizer
-from edgedl.converters.validate import agreement, detection_decoder, latencies_ms, passes, run_all
+from edgedl.converters.validate import agreement, detection_decoder, latencies_ms, passes, require_evidence, run_all
 from edgedl.errors import AccuracyGateError
 from edgedl.fsutil import sha256_file
 from edgedl.loading.calib_cache import DEFAULT_TRT_VERSION, amax_from_ranges, write_cache
@@ -56,6 +56,7 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
     reference = run_all(fp32_session, data.holdout)
     classify = manifest.task == "classify"
     decode = detection_decoder(manifest.task, [(o.name, tuple(o.shape)) for o in manifest.outputs])
+    require_evidence(reference, classify, decode, "--calib-data")
     with counter("calibrating", len(data.calibration) * variants.calibration_passes, show) as tick:
         quantizer = Quantizer(fp32_path, data.calibration or data.holdout, calibration.method, tmp, on_sample=tick)
         evaluator = Evaluator(proto, quantizer, data.holdout, reference, gate, classify, tmp, decode)

@@ -95,9 +95,11 @@ def compare(path: str | Path, backends: list[str] | None = None, precisions: lis
     compared against ONNX Runtime FP32. Runs that load the same backend and variant
     are run once. Each run must pass ``gate`` (default: a :class:`~edgedl.options.Gate` of defaults) against
     the first; a detector is judged by its detections where the inputs hold enough of them, as ``convert``
-    judges it (see :func:`edgedl.convert`).
+    judges it (see :func:`edgedl.convert`). Inputs that cannot support a judgement (too few confident
+    detector anchors, no pixel a probability map says yes to) raise a
+    :class:`~edgedl.errors.CalibrationError` asking for more ``data``, as ``convert`` does.
     """
-    from edgedl.converters.validate import agreement, detection_decoder, passes
+    from edgedl.converters.validate import agreement, detection_decoder, passes, require_evidence
     from edgedl.runtimes.cpu_choice import time_backends
 
     if samples < 1:
@@ -131,6 +133,7 @@ def compare(path: str | Path, backends: list[str] | None = None, precisions: lis
     classify = source.task == "classify"
     decode = detection_decoder(source.task, [(o.name, tuple(o.shape)) for o in source.manifest.outputs]
                                if source.manifest else [])
+    require_evidence(outputs[0], classify, decode, "--data")
     results = []
     for index, ((label, model), ms) in enumerate(zip(models, times, strict=True)):
         result = RunResult(label, model.backend, model.precision, model.variant, ms)

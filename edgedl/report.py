@@ -88,6 +88,10 @@ def summary_table(manifest: Manifest, sizes: dict[str, int]) -> Table:
     if cal:
         table.add_row("calibration", f"{cal.get('method')} on {cal.get('calibration_samples')} samples from "
                       f"{cal.get('kind')} {cal.get('source', '')}, {cal.get('holdout_samples')} held out, seed {cal.get('seed')}")
+        views = cal.get("holdout_views")
+        if isinstance(views, dict) and views:
+            table.add_row("held-out views", ", ".join(f"{n} {view}" for view, n in views.items())
+                          + f" of {len(cal.get('holdout_files') or [])} held-out frame(s), never calibration frames")
         converted = cal.get("converted_to_8bit_bgr")
         if isinstance(converted, dict) and converted:
             table.add_row("calibration images", ", ".join(f"{n} {form}" for form, n in converted.items())

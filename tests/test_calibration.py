@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedl.converters.calibration import load_calibration
+from edgedl.converters.calibration import HOLDOUT_VIEWS, holdout_view, load_calibration
 from edgedl.errors import CalibrationError
 from edgedl.manifest import TensorInfo
 from edgedl.preprocess import PreprocessSpec, preprocess
@@ -43,6 +43,31 @@ def test_image_folder_uses_the_runtime_preprocessing_and_disjoint_seeded_split(t
     assert other.summary["holdout_files"] != data.summary["holdout_files"]
 
 
+def test_few_held_out_frames_grow_by_views_of_themselves_never_of_calibration_frames(tmp_path: Path) -> None:
+    paths = write_images(tmp_path / "imgs", 12)  # a quarter held out: 3 frames, fewer than the 16 asked for
+    data = load_calibration(tmp_path / "imgs", [INPUT], SPEC, "images", samples=100, holdout=16, seed=0)
+    held = [p for p in paths if p.name in data.summary["holdout_files"]]
+    assert len(held) == 3 and data.summary["holdout_views"] == {"mirror": 3, "crop": 3, "shrink": 3}
+    assert data.summary["holdout_samples"] == len(data.holdout) == 12 and len(data.calibration) == 9
+    views = {preprocess(SPEC, holdout_view(cv2.imread(str(p)), v))[0].tobytes() for p in held for v in HOLDOUT_VIEWS}
+    frames = {preprocess(SPEC, cv2.imread(str(p)))[0].tobytes() for p in held}
+    assert {s["images"].tobytes() for s in data.holdout} == frames | views  # each frame and its three views
+    calibration = {s["images"].tobytes() for s in data.calibration}
+    unheld = {preprocess(SPEC, cv2.imread(str(p)))[0].tobytes() for p in paths if p not in held}
+    assert calibration == unheld and not calibration & (frames | views)
+    few = load_calibration(tmp_path / "imgs", [INPUT], SPEC, "images", samples=100, holdout=4, seed=0)
+    assert few.summary["holdout_views"] == {"mirror": 1} and len(few.holdout) == 4  # grown up to --holdout only
+    enough = load_calibration(tmp_path / "imgs", [INPUT], SPEC, "images", samples=100, holdout=3, seed=0)
+    assert enough.summary["holdout_views"] == {} and len(enough.holdout) == 3
+
+
+def test_held_out_views_are_mirrors_centre_crops_and_half_resolution_copies() -> None:
+    frame = np.arange(40 * 60 * 3, dtype=np.uint32).reshape(40, 60, 3).astype(np.uint8)
+    assert np.array_equal(holdout_view(frame, "mirror"), frame[:, ::-1])
+    assert np.array_equal(holdout_view(frame, "crop"), frame[5:35, 7:52])  # the centre three quarters
+    assert holdout_view(frame, "shrink").shape == (20, 30, 3)
+
+
 def test_npy_and_npz_arrays(tmp_path: Path) -> None:
     arrays = np.random.default_rng(0).standard_normal((20, 3, 16, 16)).astype(np.float32)
     np.save(tmp_path / "a.npy", arrays)
@@ -51,6 +76,7 @@ def test_npy_and_npz_arrays(tmp_path: Path) -> None:
         data = load_calibration(tmp_path / name, [INPUT], None, None, samples=10, holdout=4, seed=0)
         assert len(data.calibration) == 10 and len(data.holdout) == 4
         assert data.calibration[0]["images"].shape == (1, 3, 16, 16)
+        assert "holdout_views" not in data.summary  # arrays are not images: nothing to mirror or crop
         calib = {a.tobytes() for s in data.calibration for a in s.values()}
         assert not calib & {a.tobytes() for s in data.holdout for a in s.values()}
 

@@ -104,6 +104,15 @@ def ssd_tf(outputs: dict[str, np.ndarray], ctx: PostContext) -> Prediction:
     return _ssd(outputs, ctx, tensorflow_boxes=True)
 
 
+def yolo_anchors(outputs: dict[str, np.ndarray], objectness: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every anchor of one frame's YOLO table, before any threshold: boxes ``[N, 4]`` (x1, y1, x2, y2, model-input
+    pixels) and class scores ``[N, C]`` as the decoder scores them (YOLOv5's ``objectness`` times each class)."""
+    extra = 5 if objectness else 4
+    table = _yolo_table(outputs, extra=extra, what=f"a YOLO table [1, {extra}+C, N]")
+    scores = table[extra:] * table[4] if objectness else table[extra:]
+    return _xyxy(table[:4]), np.asarray(scores.T)
+
+
 def _yolo_table(outputs: dict[str, np.ndarray], extra: int, what: str) -> np.ndarray:
     """The first output as ``[channels, anchors]`` (transposed layouts as a view, not a copy)."""
     output = first_output(outputs)
