@@ -124,6 +124,18 @@ class Model:
 
         yield from Pipeline(self, source, sink, **options).results()
 
+    def share_cpu(self) -> None:
+        """Leave the cores to other busy threads between calls, for the rest of the model's life.
+
+        ONNX Runtime on the CPU rebuilds its session so that idle worker threads block instead of spinning
+        for the next call (spinning makes ``model(x)`` in a loop fastest, and is how a model loads); other
+        backends have nothing to change. A stream calls it as it starts, for its capture, preprocessing and
+        postprocessing threads; call it yourself when your app keeps its own threads busy beside the model.
+        """
+        if self._closed:
+            raise UsageError("the model was closed", fix="load it again")
+        self._backend.share_cpu()
+
     def close(self) -> None:
         """Release the runtime's memory now (GPU buffers, engine, stream). Safe to call twice."""
         if not self._closed:

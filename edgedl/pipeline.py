@@ -161,6 +161,7 @@ class Pipeline:
         if self._started:
             raise UsageError("this pipeline was already started", fix="create a new Pipeline to run again")
         self._started = True
+        self.model.share_cpu()  # the stage threads need the cores that idle inference workers would spin on
         self._start_metrics()  # first: a port in use is reported before any camera opens
         opened: dict[str, Any] = {}
         try:

@@ -88,6 +88,10 @@ class Backend(Protocol):
         """With ``capabilities.layer_profiler``: per-layer times over ``runs`` inferences of ``feeds``."""
         ...
 
+    def share_cpu(self) -> None:
+        """From now on, let idle runtime threads block instead of spinning: other busy threads need the cores."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """Details worth showing a person: device, providers, engine key, threads."""
         ...
@@ -117,6 +121,9 @@ class BackendBase:
         """Refused: this runtime has no per-layer profiler edgedl can attach."""
         raise UsageError(f"--per-layer has no profiler for backend {self.name}",
                          fix="profile layers with --backend onnxruntime, openvino or tensorrt")
+
+    def share_cpu(self) -> None:
+        """Nothing to change: edgedl does not make this runtime's idle threads spin."""
 
 
 def np_dtype(name: str) -> np.dtype:

@@ -53,6 +53,16 @@ def test_stream_yields_every_frame_in_order_with_accurate_boxes(model: edgedl.Mo
     assert labels <= {"circle", "square", "triangle", "cross"} and labels
 
 
+def test_a_stream_makes_the_models_idle_cpu_workers_block(model: edgedl.Model) -> None:
+    """Loaded alone, ONNX Runtime's idle workers spin; a stream's own threads need the cores."""
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 256, 256)).astype(np.float32)
+    expected = model(x)["output0"]
+    assert model.describe()["idle_workers"] == "spin"
+    assert len(list(model.stream(demo_source(frames=2, fps=0)))) == 2
+    assert model.describe()["idle_workers"] == "block"
+    np.testing.assert_array_equal(model(x)["output0"], expected)
+
+
 def _thread_count_settles(baseline: int, timeout: float = 3.0) -> int:
     deadline = time.monotonic() + timeout
     while threading.active_count() > baseline and time.monotonic() < deadline:

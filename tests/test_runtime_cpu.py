@@ -12,7 +12,7 @@ from tiny import tiny_classifier
 
 import edgedl
 from edgedl.errors import BundleError, InputFileError, MissingDependencyError, UsageError
-from edgedl.loading.ort_session import cpu_session
+from edgedl.loading.ort_session import ALLOW_SPINNING, SPIN_DURATION, SPIN_US, cpu_session, session_options
 
 X = np.random.default_rng(3).uniform(0, 1, (2, 3, 16, 16)).astype(np.float32)
 
@@ -35,6 +35,23 @@ def test_onnxruntime_runs_the_fp32_variant_like_a_bare_session(bundle: Path) -> 
             np.testing.assert_array_equal(call()["logits"], out["logits"])
     with pytest.raises(UsageError, match="closed"):
         model(X)
+
+
+def test_idle_workers_spin_for_a_model_alone_and_block_once_it_shares_the_cpu(bundle: Path) -> None:
+    """Spinning makes model(x) in a loop fastest; threads beside the model need the cores (tools/bench_spin.py)."""
+    spinning, blocking = session_options(), session_options(spin=False)
+    assert spinning.get_session_config_entry(ALLOW_SPINNING) == "1"
+    assert spinning.get_session_config_entry(SPIN_DURATION) == str(SPIN_US)
+    assert blocking.get_session_config_entry(ALLOW_SPINNING) == "0"
+    with edgedl.load(bundle, backend="onnxruntime", precision="fp32") as model:
+        assert model.describe()["idle_workers"] == "spin"
+        expected = model(X)["logits"]
+        model.share_cpu()
+        model.share_cpu()  # a second stream on the same model changes nothing
+        assert model.describe()["idle_workers"] == "block"
+        np.testing.assert_array_equal(model(X)["logits"], expected)
+    with pytest.raises(UsageError, match="closed"):
+        model.share_cpu()
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

@@ -1,20 +1,23 @@
-"""Benchmark: the cost of edgedl's ``model(x)`` over calling the runtime directly, in one interleaved run.
+"""Benchmark: edgedl's ``model(x)`` against ONNX Runtime called directly, measured in one interleaved run.
 
-Builds a small CNN (about a millisecond per image on a two-core x86 CPU), then times,
-in alternating blocks of calls, ``model(x)`` from ``edgedl.load`` against a
-bare ``InferenceSession.run`` with the same session options on the same file. Where
-OpenVINO is installed, ``model(x)`` on the OpenVINO backend is timed the same way
-against a bare OpenVINO infer request on the same compiled model.
+For each model it times, in alternating blocks of calls, ``model(x)`` from ``edgedl.load`` against a
+default ``onnxruntime.InferenceSession(path)`` (no options: what a user switching to edgedl compares with)
+and against a bare session with edgedl's own options on the same file (what the wrapper alone costs).
+Models: ``small``, a CNN with a text-angle classifier's input (1x3x48x192, about 0.1 ms on a 2-core x86
+CPU); ``detector``, the shipped demo detector (1x3x256x256, about 6 ms); ``cnn``, a 1x3x64x64 CNN of
+``--width`` (about 1 ms at 64). Where OpenVINO is installed, ``model(x)`` on the OpenVINO backend is timed
+the same way against a bare OpenVINO infer request on the same compiled model.
 
-    python tools/bench_overhead.py [--rounds 3000] [--width 64] [--save cnn.onnx]
+    python tools/bench_overhead.py [--models small,detector] [--blocks 20] [--width 64] [--save cnn.onnx]
 
-``--save`` also writes the model, e.g. to convert it and time the CPU runtimes against
-each other with ``edgedl compare`` (README, "Runtimes").
+``--save`` also writes the ``cnn`` model, e.g. to convert it and time the CPU runtimes against each other
+with ``edgedl compare`` (README, "Runtimes").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,11 +28,16 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import edgedl
+from edgedl.demo import DETECTOR
 from edgedl.loading.ort_session import physical_cores, session_options
 
+#: Idle time before each block of calls. ONNX Runtime's workers keep spinning after a default session's
+#: last run (about 35 ms measured on a 2-core x86 VM), on cores the next contestant needs.
+GAP_S = 0.1
 
-def build_cnn(path: Path, width: int, size: int = 64) -> Path:
-    """Three 3x3 conv + ReLU stages (two with stride 2), global pooling and a 10-way classifier."""
+
+def build_cnn(path: Path, width: int, size: tuple[int, int] = (64, 64)) -> Path:
+    """Three 3x3 conv + ReLU stages (two with stride 2), global pooling and a 10-way classifier; input 1x3xHxW."""
     rng = np.random.default_rng(0)
     shapes = {"w1": (width, 3, 3, 3), "w2": (2 * width, width, 3, 3), "w3": (2 * width, 2 * width, 3, 3),
               "fc": (10, 2 * width)}
@@ -46,7 +54,7 @@ def build_cnn(path: Path, width: int, size: int = 64) -> Path:
         helper.make_node("Flatten", ["p"], ["f"]),
         helper.make_node("Gemm", ["f", "fc", "bfc"], ["logits"], transB=1),
     ]
-    graph = helper.make_graph(nodes, "bench_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+    graph = helper.make_graph(nodes, "bench_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, *size])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -55,72 +63,117 @@ def build_cnn(path: Path, width: int, size: int = 64) -> Path:
     return path
 
 
-def interleaved(calls: dict[str, Callable[[], object]], rounds: int, block: int = 10,
-                warmup: int = 50) -> dict[str, np.ndarray]:
-    """Per-call seconds of each callable: blocks of ``block`` calls, alternating contestant and order.
+def interleaved(calls: dict[str, Callable[[], object]], blocks: int, block_s: float = 0.05,
+                gap_s: float = GAP_S, warmup: int = 20) -> dict[str, np.ndarray]:
+    """Per-call seconds of each callable: ``blocks`` blocks of calls each, alternating contestant and order.
 
-    The first call of each block is not counted: it pays for waking that runtime's
-    worker threads after the other contestant ran, a cost of the loop, not of either.
+    A block calls one contestant back to back for ``block_s`` seconds, after ``gap_s`` idle, so that no
+    contestant's spinning workers tax the next one. Its first call is not counted: it pays for waking
+    that contestant's workers after the gap, a cost of the loop, not of either.
     """
     names = list(calls)
     for name in names:
         for _ in range(warmup):
             calls[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(max(1, rounds // (block - 1))):
+    for r in range(blocks):
         for name in names if r % 2 == 0 else names[::-1]:
             call = calls[name]
-            for k in range(block):
+            time.sleep(gap_s)
+            call()
+            end = time.perf_counter() + block_s
+            while True:
                 t0 = time.perf_counter()
                 call()
-                if k:
-                    times[name].append(time.perf_counter() - t0)
+                t1 = time.perf_counter()
+                times[name].append(t1 - t0)
+                if t1 > end:
+                    break
     return {name: np.asarray(t) for name, t in times.items()}
 
 
 def report(label: str, ours: np.ndarray, bare: np.ndarray) -> None:
     """Print medians, the ratio and the overhead per call."""
     m_ours, m_bare = float(np.median(ours)), float(np.median(bare))
-    print(f"  bare {label}: median {m_bare * 1e3:.4f} ms;  edgedl model(x): median {m_ours * 1e3:.4f} ms")
+    print(f"  {label}: median {m_bare * 1e3:.4f} ms;  edgedl model(x): median {m_ours * 1e3:.4f} ms")
     print(f"  RATIO edgedl/{label}: {m_ours / m_bare:.4f} (overhead {100 * (m_ours / m_bare - 1):+.2f}%, "
           f"{(m_ours - m_bare) * 1e6:+.1f} µs per call)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3000, help="timed calls per contestant (interleaved)")
-    parser.add_argument("--width", type=int, default=64, help="channels of the first conv (sets the model's cost)")
-    parser.add_argument("--save", type=Path, help="also write the benchmark model to this .onnx path")
-    args = parser.parse_args()
+MODELS = ("small", "detector", "cnn")
+
+
+def bench_model(tmp: Path, name: str, width: int) -> tuple[Path, np.ndarray]:
+    """The ONNX file of benchmark model ``name`` (one of :data:`MODELS`) and an input for it."""
+    if name == "detector":
+        path, shape = DETECTOR, (1, 3, 256, 256)
+    elif name == "small":
+        path, shape = build_cnn(tmp / "small.onnx", 16, (48, 192)), (1, 3, 48, 192)
+    else:
+        path, shape = build_cnn(tmp / "cnn.onnx", width), (1, 3, 64, 64)
+    return path, np.random.default_rng(1).uniform(0, 1, shape).astype(np.float32)
+
+
+def bench_onnxruntime(path: Path, x: np.ndarray, blocks: int) -> None:
+    """``model(x)`` against a default session and a bare session with edgedl's options."""
     import onnxruntime as ort
 
-    x = np.random.default_rng(1).uniform(0, 1, (1, 3, 64, 64)).astype(np.float32)
+    default = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {default.get_inputs()[0].name: x}
+    bare = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+    with edgedl.load(path, backend="onnxruntime") as model:
+        times = interleaved({"edgedl": lambda: model(feed), "default": lambda: default.run(None, feed),
+                             "bare": lambda: bare.run(None, feed)}, blocks)
+        np.testing.assert_array_equal(next(iter(model(feed).values())), bare.run(None, feed)[0])
+    print("ONNX Runtime (CPU):")
+    report("default onnxruntime session", times["edgedl"], times["default"])
+    report("onnxruntime session with edgedl's options", times["edgedl"], times["bare"])
+
+
+def bench_openvino(path: Path, x: np.ndarray, blocks: int) -> None:
+    """``model(x)`` on the OpenVINO backend against a bare infer request on the same compiled model."""
+    import openvino as ov
+
+    with edgedl.load(path, backend="openvino") as model:
+        feed = {model.inputs[0].name: x}
+        # Two compiled models in one process compete for the same cores (their worker pools alternate),
+        # so the bare request comes from the very compiled model edgedl runs: only the wrapper differs.
+        request = model._backend._compiled.create_infer_request()
+        assert isinstance(request, ov.InferRequest)
+        times = interleaved({"edgedl": lambda: model(feed), "bare": lambda: request.infer(feed, share_inputs=True)},
+                            blocks)
+    print("OpenVINO (CPU):")
+    report("bare openvino request", times["edgedl"], times["bare"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="small,detector", help="comma-separated: small, detector, cnn")
+    parser.add_argument("--blocks", type=int, default=20, help="timed blocks of calls per contestant (interleaved)")
+    parser.add_argument("--width", type=int, default=64, help="channels of the cnn model's first conv (sets its cost)")
+    parser.add_argument("--save", type=Path, help="also write the cnn model to this .onnx path")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    if not set(models) <= set(MODELS):
+        parser.error(f"--models takes {', '.join(MODELS)}")
+    try:
+        import openvino  # noqa: F401
+        has_openvino = True
+    except ImportError:
+        has_openvino = False
+    if args.save:
+        build_cnn(args.save, args.width)
+    print(f"{physical_cores()} threads; {args.blocks} interleaved blocks per contestant; "
+          f"load average {os.getloadavg()[0]:.2f} at start")
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_cnn(Path(tmp) / "cnn.onnx", args.width)
-        if args.save:
-            build_cnn(args.save, args.width)
-        print(f"model: 3-stage CNN, width {args.width}, input 1x3x64x64; {physical_cores()} threads; "
-              f"{args.rounds} interleaved rounds")
-        bare = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
-        with edgedl.load(path, backend="onnxruntime") as model:
-            times = interleaved({"edgedl": lambda: model(x), "bare": lambda: bare.run(None, {"x": x})}, args.rounds)
-            np.testing.assert_array_equal(model(x)["logits"], bare.run(None, {"x": x})[0])
-        print("ONNX Runtime (CPU):")
-        report("onnxruntime", times["edgedl"], times["bare"])
-        try:
-            import openvino as ov
-        except ImportError:
-            print("OpenVINO: not installed; skipped")
-            return
-        with edgedl.load(path, backend="openvino") as model:
-            # Two compiled models in one process compete for the same cores (their worker pools alternate),
-            # so the bare request comes from the very compiled model edgedl runs: only the wrapper differs.
-            request = model._backend._compiled.create_infer_request()
-            assert isinstance(request, ov.InferRequest)
-            times = interleaved({"edgedl": lambda: model(x), "bare": lambda: request.infer({"x": x}, share_inputs=True)},
-                                args.rounds)
-        print("OpenVINO (CPU):")
-        report("openvino", times["edgedl"], times["bare"])
+        for name in models:
+            path, x = bench_model(Path(tmp), name, args.width)
+            print(f"\nmodel {name}: input {'x'.join(map(str, x.shape))}")
+            bench_onnxruntime(path, x, args.blocks)
+            if has_openvino:
+                bench_openvino(path, x, args.blocks)
+            else:
+                print("OpenVINO: not installed; skipped")
 
 
 if __name__ == "__main__":

@@ -80,10 +80,29 @@ class OnnxRuntimeBackend(BackendBase):
         threads = self._session.get_session_options().intra_op_num_threads
         return ort_layers(self._path, feeds, runs, threads, self._fuse_qdq)
 
+    def share_cpu(self) -> None:
+        """Rebuild the session with idle workers that block, unless they already do.
+
+        The new session replaces the old one in one assignment: a call already running finishes on the old one.
+        """
+        from edgedl.loading.ort_session import cpu_session
+
+        if self._idle_workers() == "spin":
+            threads = self._session.get_session_options().intra_op_num_threads
+            self._session = cpu_session(self._path, threads, self._fuse_qdq, spin=False)
+
     def describe(self) -> dict[str, Any]:
-        """Providers and threads."""
+        """Providers, threads, and whether idle workers spin or block."""
         options = self._session.get_session_options()
-        return {"providers": self._session.get_providers(), "intra_op_threads": options.intra_op_num_threads}
+        return {"providers": self._session.get_providers(), "intra_op_threads": options.intra_op_num_threads,
+                "idle_workers": self._idle_workers()}
+
+    def _idle_workers(self) -> str:
+        """``spin`` or ``block``, as the session was built (see ``edgedl.loading.ort_session.session_options``)."""
+        from edgedl.loading.ort_session import ALLOW_SPINNING
+
+        spinning = self._session.get_session_options().get_session_config_entry(ALLOW_SPINNING) == "1"
+        return "spin" if spinning else "block"
 
     def close(self) -> None:
         """Drop the session (ONNX Runtime frees its arena when the last reference goes)."""
@@ -91,7 +110,8 @@ class OnnxRuntimeBackend(BackendBase):
 
 
 def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRuntimeBackend:  # noqa: A001
-    """Load the chosen variant on the CPU with the tuned session options."""
+    """Load the chosen variant on the CPU with the tuned session options, idle workers spinning
+    (a model called on its own; a stream makes them block with :meth:`OnnxRuntimeBackend.share_cpu`)."""
     from edgedl.loading.ort_session import cpu_session
 
     variant, precision = choose_variant(source, precision)

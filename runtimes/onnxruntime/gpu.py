@@ -112,7 +112,9 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> OnnxRunti
     providers = _providers(source, precision, options.device, tensorrt_provider)
     path = source.file(variant).path
     try:
-        session = ort.InferenceSession(str(path), session_options(), providers=providers)
+        # Idle CPU workers block: they run only the nodes the GPU providers leave, and share_cpu must not
+        # rebuild this session (it would do so on the CPU).
+        session = ort.InferenceSession(str(path), session_options(spin=False), providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for bad models and failed providers
         raise model_load_error(path, exc, DeviceError, "check the CUDA/cuDNN/TensorRT libraries match this "
                                "onnxruntime-gpu build; if the file is damaged, re-run edgedl convert") from None
