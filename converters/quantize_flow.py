@@ -13,7 +13,9 @@ import onnx
 
 from edgedl.converters.calibration import CalibrationSet, load_calibration
 from edgedl.converters.fp16 import overflowing_nodes, to_fp16
-from edgedl.converters.int8 import Evaluator, best_cpu_int8, tensorrt_int8
+from edgedl.converters.int8 import Candidate, Evaluator, best_cpu_int8, tensorrt_int8, with_fp16_float
+from edgedl.converters.int8_share import Int8Share, refuse_float
+from edgedl.converters.qdq_fp16 import default_opset
 from edgedl.converters.quantize import Quantizer
 from edgedl.converters.validate import agreement, detection_decoder, latencies_ms, passes, require_evidence, run_all
 from edgedl.errors import AccuracyGateError
@@ -23,6 +25,7 @@ from edgedl.loading.ort_session import cpu_session
 from edgedl.manifest import Manifest, TensorInfo, Variant
 from edgedl.options import CalibrationOptions, Gate, VariantOptions
 from edgedl.types import noise_samples
+from edgedl.vocabulary import MIXED_INT8
 
 log = logging.getLogger("edgedl.convert")
 
@@ -34,6 +37,20 @@ def _ranges_amax(ranges: Any) -> dict[str, float]:
         lo, hi = data.range_value
         bounds[name] = (float(np.min(lo)), float(np.max(hi)))
     return amax_from_ranges(bounds)
+
+
+def _settle_share(candidate: Candidate, proto: onnx.ModelProto, variants: VariantOptions, key: str,
+                  fp32_ms: float) -> tuple[Int8Share, str]:
+    """The variant's INT8 share and label (``int8``, or ``int8-mixed`` when the user allowed more than a
+    quarter in float); without that permission such a variant is refused, before anything is written."""
+    share = candidate.share(proto)
+    if share.mostly_int8:
+        return share, "int8"
+    if not variants.allow_mixed:
+        raise refuse_float(key, candidate.scheme.name, share, candidate.report, fp32_ms / candidate.latency_ms)
+    log.warning("the %s variant keeps %d of its %d convolutions and matrix products in float; written as %s "
+                "(--allow-mixed)", key, share.compute - share.int8, share.compute, MIXED_INT8)
+    return share, MIXED_INT8
 
 
 def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: Path, variants: VariantOptions,
@@ -65,23 +82,30 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
         results: dict[str, dict[str, Any]] = {}
         if variants.cpu_int8:
             winner, tried, fp32_ms = best_cpu_int8(evaluator, data.holdout[0], fp32_session)
+            share, label = _settle_share(winner, proto, variants, "int8", fp32_ms)
             shutil.copyfile(winner.path, stage / "model.int8.onnx")
-            manifest.variants["int8"] = Variant("model.int8.onnx", "int8", "cpu",
-                                                sha256_file(stage / "model.int8.onnx"), winner.scheme.describe())
-            results["int8"] = {"outputs": winner.report, "scheme": winner.scheme.name,
-                               "excluded_nodes": winner.excluded, "passed": True}
+            manifest.variants["int8"] = Variant("model.int8.onnx", "int8", "cpu", sha256_file(stage / "model.int8.onnx"),
+                                                {**winner.scheme.describe(), "label": label,
+                                                 "int8_share": share.describe()})
+            results["int8"] = {"outputs": winner.report, "scheme": winner.scheme.name, "label": label,
+                               "excluded_nodes": winner.excluded, "int8_share": share.describe(), "passed": True}
             validation["candidates"] = [c.summary(fp32_ms) for c in tried]
             sessions["int8"] = cpu_session(stage / "model.int8.onnx")
         if variants.tensorrt_int8:
             trt = tensorrt_int8(evaluator)
+            share, label = _settle_share(trt, proto, variants, "int8-trt", float("nan"))
+            magnitudes = _ranges_amax(quantizer.ranges(True))
+            trt = with_fp16_float(evaluator, trt, overflowing_nodes(proto, magnitudes))
             shutil.copyfile(trt.path, stage / "model.int8.trt.onnx")
-            write_cache(stage / "calibration.cache", _ranges_amax(quantizer.ranges(True)))
+            write_cache(stage / "calibration.cache", magnitudes)
             manifest.variants["int8-trt"] = Variant(
                 "model.int8.trt.onnx", "int8", "tensorrt", sha256_file(stage / "model.int8.trt.onnx"),
-                {**trt.scheme.describe(), "calibration_cache": "calibration.cache",
-                 "calibration_cache_header_version": DEFAULT_TRT_VERSION})
-            results["int8-trt"] = {"outputs": trt.report, "scheme": trt.scheme.name,
-                                   "excluded_nodes": trt.excluded, "passed": True}
+                {**trt.scheme.describe(), "label": label, "int8_share": share.describe(),
+                 "float_precision": trt.float_precision, "opset": default_opset(onnx.load(str(trt.path))),
+                 "calibration_cache": "calibration.cache", "calibration_cache_header_version": DEFAULT_TRT_VERSION})
+            results["int8-trt"] = {"outputs": trt.report, "scheme": trt.scheme.name, "label": label,
+                                   "excluded_nodes": trt.excluded, "int8_share": share.describe(),
+                                   "float_precision": trt.float_precision, "passed": True}
             sessions["int8-trt"] = cpu_session(stage / "model.int8.trt.onnx")
         if variants.fp16:
             magnitudes = {}

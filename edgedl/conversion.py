@@ -93,6 +93,7 @@ def convert(
     labels: str | Path | Sequence[str] | None = None,
     task: str | None = None,
     target: str = VariantOptions.target,
+    allow_mixed: bool = VariantOptions.allow_mixed,
     min_cosine: float = Gate.min_cosine,
     min_top1: float = Gate.min_top1,
     min_detections: float = Gate.min_detections,
@@ -119,7 +120,10 @@ def convert(
     judged by them instead of by each score row's cosine: the variant must find
     ``min_detections`` of FP32's detections (same class, IoU ≥ 0.5) and FP32 that share of its own.
     ``target="tensorrt"`` or ``"all"`` also writes the TensorRT Q/DQ variant and a
-    TensorRT calibration cache. ``fp16`` adds a half-precision variant. Nothing is
+    TensorRT calibration cache. An INT8 variant must run most of its convolutions and matrix products in
+    INT8: when the best passing mix keeps more than a quarter of them in float, convert raises
+    :class:`~edgedl.errors.AccuracyGateError` naming that mix, unless ``allow_mixed`` writes it, labelled
+    ``int8-mixed`` in the manifest. ``fp16`` adds a half-precision variant. Nothing is
     written unless every step succeeds; an existing output is kept unless ``force``, which
     replaces a bundle or an empty folder and nothing else. A conversion killed midway leaves
     the previous bundle (or none); the next one cleans up after it.
@@ -134,7 +138,7 @@ def convert(
     two is shown to compute each row as the model does alone.
     """
     # Each group checks its own values as it is made, so bad options fail before any file is read.
-    variants = VariantOptions(int8=int8, fp16=fp16, target=target)
+    variants = VariantOptions(int8=int8, fp16=fp16, target=target, allow_mixed=allow_mixed)
     if task is not None:
         check_choice(task, TASKS, "task")
     calibration = CalibrationOptions(data=calib_data, samples=calib_samples, holdout=holdout, method=calib_method,

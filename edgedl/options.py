@@ -19,6 +19,9 @@ from edgedl.vocabulary import AUTO, CALIBRATION_METHODS, TARGETS, check_choice
 
 #: The largest relative error of an exported model's ONNX outputs against the source model's, unless told.
 DEFAULT_TOLERANCE = 1e-3
+#: The largest share of its convolutions and matrix products an ``int8`` variant may keep in float; a best
+#: passing mix above it is refused unless ``allow_mixed`` writes it as a labelled mixed variant.
+MAX_FLOAT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -132,14 +135,22 @@ class Gate:
 
 @dataclass(frozen=True)
 class VariantOptions:
-    """Which variants ``convert`` adds to FP32: a calibrated INT8 for the ``target`` runtime(s), and FP16."""
+    """Which variants ``convert`` adds to FP32: a calibrated INT8 for the ``target`` runtime(s), and FP16.
+
+    ``allow_mixed``: an INT8 variant whose best passing mix keeps more than :data:`MAX_FLOAT_SHARE` of its
+    convolutions and matrix products in float is written, labelled ``int8-mixed``, instead of refused.
+    """
 
     int8: bool = False
     fp16: bool = False
     target: str = "cpu"
+    allow_mixed: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.target, TARGETS, "target")
+        if self.allow_mixed and not self.int8:
+            raise UsageError("--allow-mixed applies to INT8 variants, and --int8 was not given",
+                             fix="add --int8, or leave out --allow-mixed")
 
     @property
     def cpu_int8(self) -> bool:

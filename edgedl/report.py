@@ -18,6 +18,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def share_text(share: Any) -> str:
+    """``42/42 (100%)``: a variant's convolutions and matrix products that run in INT8, of all of them."""
+    try:
+        return f"{int(share['int8_nodes'])}/{int(share['compute_nodes'])} ({float(share['share']):.0%})"
+    except (KeyError, TypeError, ValueError):  # absent (an FP16 variant, an older bundle) or altered
+        return "-"
+
+
 def validation_table(manifest: Manifest) -> Table | None:
     """Each variant against FP32: worst output's agreement, latency and speed-up."""
     validation = manifest.validation
@@ -28,21 +36,23 @@ def validation_table(manifest: Manifest) -> Table | None:
     table = Table(title=f"Validation against FP32 on {validation.get('samples')} held-out samples "
                         f"(gate: cosine ≥ {gate['min_cosine']}, top-1 ≥ {gate['min_top1']}{detections})",
                   caption="cosine*: the worst of the whole output and each feature row (box and score rows apart); "
-                          "detections: the lower of recall and precision against FP32's detections")
+                          "detections: the lower of recall and precision against FP32's detections; INT8 convs: "
+                          "convolutions and matrix products that run in INT8")
     for column in ("variant", "scheme", "cosine*", "max |err|", "mean |err|", "top-1", "detections", "CPU ms", "× FP32",
-                   "kept in float"):
+                   "kept in float", "INT8 convs"):
         table.add_column(column, justify="left" if column in ("variant", "scheme") else "right")
-    table.add_row("fp32", "-", "1", "0", "0", "1", "1", _fmt(validation["latency_ms"]["fp32"], 3), "1.00", "-")
+    table.add_row("fp32", "-", "1", "0", "0", "1", "1", _fmt(validation["latency_ms"]["fp32"], 3), "1.00", "-", "-")
     for key, entry in validation["variants"].items():
         outputs = entry["outputs"].values()
         worst = min(min(o["cosine"], o.get("feature_cosine", 1.0)) for o in outputs)
         top1 = [o["top1_agreement"] for o in outputs if "top1_agreement" in o]
         found = [min(o["detection_recall"], o["detection_precision"]) for o in outputs if "detection_recall" in o]
         kept = entry.get("excluded_nodes", entry.get("kept_fp32_nodes", []))
-        table.add_row(key, entry.get("scheme", "-"), _fmt(worst), _fmt(max(o["max_abs_error"] for o in outputs)),
+        label = f" ({entry['label']})" if entry.get("label", "int8") != "int8" else ""
+        table.add_row(key + label, entry.get("scheme", "-"), _fmt(worst), _fmt(max(o["max_abs_error"] for o in outputs)),
                       _fmt(max(o["mean_abs_error"] for o in outputs)), _fmt(min(top1)) if top1 else "-",
                       _fmt(min(found)) if found else "-", _fmt(entry["latency_ms"], 3),
-                      f"{entry['speedup_vs_fp32']:.2f}", str(len(kept)))
+                      f"{entry['speedup_vs_fp32']:.2f}", str(len(kept)), share_text(entry.get("int8_share")))
     return table
 
 
@@ -82,8 +92,12 @@ def summary_table(manifest: Manifest, sizes: dict[str, int]) -> Table:
     table.add_row("precisions", ", ".join(manifest.precisions))
     for key, v in manifest.variants.items():
         size = sizes.get(key)
-        table.add_row(f"variant {key}", f"{v.file} ({v.precision}, {v.target}"
-                      + (f", {size / 1e6:.2f} MB" if size is not None else "") + ")")
+        share = v.details.get("int8_share")
+        float_part = v.details.get("float_precision")
+        table.add_row(f"variant {key}", f"{v.file} ({v.details.get('label', v.precision)}, {v.target}"
+                      + (f", {size / 1e6:.2f} MB" if size is not None else "")
+                      + (f", convolutions/matmuls in INT8: {share_text(share)}" if share else "")
+                      + (f", float part {float_part}" if float_part else "") + ")")
     cal = manifest.calibration
     if cal:
         table.add_row("calibration", f"{cal.get('method')} on {cal.get('calibration_samples')} samples from "

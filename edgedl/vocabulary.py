@@ -18,6 +18,9 @@ AUTO = "auto"
 TASKS: tuple[str, ...] = ("classify", "detect", "segment", "raw")
 #: Numeric precisions a bundle's variants come in, in the order they are listed.
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+#: The label of an INT8 variant written with ``--allow-mixed`` that keeps more than a quarter of its
+#: convolutions and matrix products in float (its precision stays ``int8``, so runtimes load it alike).
+MIXED_INT8 = "int8-mixed"
 #: Which runtime ``convert`` writes INT8 variants for: ONNX Runtime on the CPU, TensorRT, or both.
 TARGETS: tuple[str, ...] = ("cpu", "tensorrt", "all")
 #: How calibration turns observed tensor values into INT8 ranges (ONNX Runtime's calibrators).

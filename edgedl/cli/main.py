@@ -69,6 +69,9 @@ def main() -> None:
 @click.option("--task", type=choice(TASKS))
 @click.option("--target", type=choice(TARGETS), default=VariantOptions.target, show_default=True,
               help="Which INT8 variants to write: CPU (ONNX Runtime), TensorRT Q/DQ + calibration cache, or both.")
+@click.option("--allow-mixed", is_flag=True,
+              help="Write an INT8 variant that keeps over a quarter of its convolutions/matmuls in float "
+                   "(labelled int8-mixed) instead of refusing it.")
 @click.option("--min-cosine", type=float, default=Gate.min_cosine, show_default=True,
               help="Accuracy gate: cosine vs FP32.")
 @click.option("--min-top1", type=float, default=Gate.min_top1, show_default=True, help="Accuracy gate: top-1 agreement.")

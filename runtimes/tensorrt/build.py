@@ -5,7 +5,9 @@ TensorRT can do, detected from the module rather than parsed from its version:
 
 - weakly typed builders (8.x, 10.x) take the FP32 graph with the FP16 flag, or the
   Q/DQ INT8 variant with the INT8 (and FP16) flags, or the FP32 graph with INT8 and
-  the bundle's calibration cache (implicit quantization, while it still exists);
+  the bundle's calibration cache (implicit quantization, while it still exists; 8.x
+  takes this path when the Q/DQ variant's float part is FP16, an opset-19 graph
+  its ONNX parser predates);
 - strongly typed builders (11: no precision flags) take the graph whose types are
   the precision: the FP16 variant, or the Q/DQ INT8 variant.
 """
@@ -44,6 +46,7 @@ class TrtFeatures:
     explicit_batch_flag: bool
     memory_pools: bool
     progress_monitor: bool
+    fp16_qdq: bool = True  # parses Q/DQ with FP16 scales (opset 19); ONNX-TensorRT 8.x stops at opset 17
 
     @classmethod
     def of(cls, trt: Any) -> TrtFeatures:
@@ -59,6 +62,7 @@ class TrtFeatures:
             explicit_batch_flag=major < 10 and hasattr(flags, "EXPLICIT_BATCH"),
             memory_pools=hasattr(trt, "MemoryPoolType"),
             progress_monitor=hasattr(trt, "IProgressMonitor"),
+            fp16_qdq=major >= 10,
         )
 
 
@@ -141,7 +145,8 @@ def recipe(caps: TrtFeatures, source: ModelSource, precision: str, *, fast_fp16:
     if dla_core is not None and dla_core < 0:
         raise UsageError(f"the DLA core must be 0 or more, got {dla_core}", fix="for example --dla-core 0")
     strong = not caps.weak_typing
-    can_int8 = source.has("int8-trt") or (caps.implicit_int8 and source.calibration_cache is not None)
+    qdq = source.has("int8-trt") and (caps.fp16_qdq or source.file("int8-trt").details.get("float_precision") != "fp16")
+    can_int8 = qdq or (caps.implicit_int8 and source.calibration_cache is not None)
     can_fp16 = source.has("fp16") if strong else fast_fp16
     if precision == "auto":
         precision = "int8" if can_int8 else "fp16" if can_fp16 else "fp32"
@@ -160,13 +165,15 @@ def recipe(caps: TrtFeatures, source: ModelSource, precision: str, *, fast_fp16:
         else:
             variant, flags = "fp32", ["FP16"]
     elif precision == "int8":
-        if source.has("int8-trt"):
+        if qdq:
             variant, int8 = "int8-trt", "qdq"
             flags = [] if strong else ["INT8", "FP16"]
         elif caps.implicit_int8 and source.calibration_cache is not None:
             variant, int8, flags = "fp32", "calibration-cache", ["INT8", "FP16"]
         else:
             why = (f"TensorRT {caps.version} has no implicit INT8 calibration" if strong
+                   else f"the bundle's TensorRT Q/DQ variant is an FP16 graph (opset 19) that TensorRT {caps.version} "
+                        "cannot parse, and it has no calibration cache" if source.has("int8-trt")
                    else "the bundle has neither a TensorRT Q/DQ variant nor a calibration cache")
             raise UsageError(f"cannot build INT8: {why}", path=source.path,
                              fix="re-run edgedl convert --int8 --target tensorrt")
