@@ -50,10 +50,14 @@ def placement(path: Path) -> dict[str, int]:
         for name in node.input:
             readers[name].append(node)
     counts: collections.Counter[str] = collections.Counter()
+    inputs = {i.name for i in graph.input}
     for node in graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
         source = producer.get(node.input[0])
-        if node.op_type != "QuantizeLinear" or (source is None and node.input[0] not in {i.name for i in graph.input}):
-            continue  # a weight's pair
+        if source is None and node.input[0] not in inputs or source is not None and source.op_type == "Cast" \
+                and source.input[0] not in producer and source.input[0] not in inputs:
+            continue  # a weight's pair (a Cast of a weight in an FP16 model)
         if source is not None and source.op_type in ("Conv", "ConvTranspose"):
             counts["conv-out"] += 1
         for dq in readers[node.output[0]]:
