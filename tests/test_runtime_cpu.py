@@ -225,3 +225,13 @@ def test_openvino_refuses_a_qoperator_int8_variant_clearly_and_auto_falls_back(t
         assert (model.precision, model.variant) == ("fp32", "fp32")
     with edgedl.load(bundle.path, precision="int8") as model:
         assert model.backend == "onnxruntime"
+
+
+def test_threads_follow_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container or taskset limit caps the thread count that /proc/cpuinfo alone would set too high."""
+    import os
+
+    from edgedl.loading import ort_session
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert ort_session.physical_cores() == 1

@@ -21,7 +21,15 @@ SPIN_US = 1000
 
 
 def physical_cores() -> int:
-    """Physical CPU cores (hyper-threads share execution units, so more threads rarely help)."""
+    """Physical CPU cores this process may run on (hyper-threads share execution units, so more threads rarely help).
+
+    Capped by the CPUs the process is allowed (a container or ``taskset`` limit), which /proc/cpuinfo ignores.
+    """
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return min(_cores_in_cpuinfo(), allowed) if allowed else _cores_in_cpuinfo()
+
+
+def _cores_in_cpuinfo() -> int:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             pairs = set()
