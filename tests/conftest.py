@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+import edgedl
+from edgedl.demo import DETECTOR, LABELS
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -88,3 +91,17 @@ def bundle(template: Path, tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _quiet_threads() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped demo detector as an FP32 bundle, its batch dim dynamic (converting it to INT8 is the demo's job)."""
+    out = tmp_path_factory.mktemp("detector") / "det.edgedl"
+    return edgedl.convert(DETECTOR, out, preprocess={"preset": "yolo"}, labels=LABELS, task="detect").path
+
+
+@pytest.fixture
+def model(detector: Path) -> Iterator[edgedl.Model]:
+    """The demo detector loaded on ONNX Runtime on the CPU."""
+    with edgedl.load(detector, backend="onnxruntime") as loaded:
+        yield loaded

@@ -15,25 +15,11 @@ from tiny import tiny_classifier
 
 import edgedl
 from edgedl.batching import SourceMux, split, stack
-from edgedl.demo import DETECTOR, LABELS
 from edgedl.errors import UsageError
 from edgedl.pipeline import Pipeline
 from edgedl.sources import open_source
 
 SHAPES = "synthetic://shapes?fps=0&frames={frames}&seed={seed}&width=320&height=240"
-
-
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo detector as an FP32 bundle; its batch dimension is dynamic."""
-    out = tmp_path_factory.mktemp("multi") / "det.edgedl"
-    return edgedl.convert(DETECTOR, out, preprocess={"preset": "yolo"}, labels=LABELS, task="detect").path
-
-
-@pytest.fixture
-def model(detector: Path):
-    with edgedl.load(detector, backend="onnxruntime") as loaded:
-        yield loaded
 
 
 def shapes(seed: int, count: int = 12) -> str:

@@ -19,23 +19,10 @@ from click.testing import CliRunner
 
 import edgedl
 from edgedl.cli.main import main
-from edgedl.demo import DETECTOR, LABELS, demo_source
+from edgedl.demo import DETECTOR, demo_source
 from edgedl.errors import UsageError
 from edgedl.evaluate import DetectionScore
 from edgedl.pipeline import Pipeline
-
-
-@pytest.fixture(scope="session")
-def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped demo detector as an FP32 bundle (converting it to INT8 is the demo's job)."""
-    out = tmp_path_factory.mktemp("detector") / "det.edgedl"
-    return edgedl.convert(DETECTOR, out, preprocess={"preset": "yolo"}, labels=LABELS, task="detect").path
-
-
-@pytest.fixture
-def model(detector: Path):
-    with edgedl.load(detector, backend="onnxruntime") as loaded:
-        yield loaded
 
 
 def test_stream_yields_every_frame_in_order_with_accurate_boxes(model: edgedl.Model) -> None:
