@@ -33,8 +33,8 @@ from edgedl.types import Sample
 log = logging.getLogger("edgedl.recover")
 
 #: Layers optimized at most (those whose nearest rounding does the most harm), steps per layer, patches per layer.
-MAX_LAYERS = 12
-ITERATIONS = 400
+MAX_LAYERS = 6
+ITERATIONS = 300
 PATCHES = 1024
 #: Rectified sigmoid stretch (the paper's zeta and gamma), regularizer weight, and its exponent's annealing.
 _ZETA, _GAMMA, _LAMBDA, _BETA = 1.1, -0.1, 0.01, (20.0, 2.0)

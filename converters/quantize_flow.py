@@ -13,10 +13,11 @@ import onnx
 
 from edgedl.converters.calibration import CalibrationSet, load_calibration
 from edgedl.converters.fp16 import overflowing_nodes, to_fp16
-from edgedl.converters.int8 import Candidate, Evaluator, best_cpu_int8, tensorrt_int8, with_fp16_float
+from edgedl.converters.int8 import Candidate, best_cpu_int8, tensorrt_int8, with_fp16_float
 from edgedl.converters.int8_share import Int8Share, refuse_float
 from edgedl.converters.qdq_fp16 import default_opset
 from edgedl.converters.quantize import Quantizer
+from edgedl.converters.recover import RecoveringEvaluator
 from edgedl.converters.validate import agreement, detection_decoder, latencies_ms, passes, require_evidence, run_all
 from edgedl.errors import AccuracyGateError
 from edgedl.fsutil import sha256_file
@@ -76,7 +77,8 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
     require_evidence(reference, classify, decode, "--calib-data")
     with counter("calibrating", len(data.calibration) * variants.calibration_passes, show) as tick:
         quantizer = Quantizer(fp32_path, data.calibration or data.holdout, calibration.method, tmp, on_sample=tick)
-        evaluator = Evaluator(proto, quantizer, data.holdout, reference, gate, classify, tmp, decode)
+        evaluator = RecoveringEvaluator(proto, quantizer, data.holdout, reference, gate, classify, tmp, decode,
+                                        techniques=calibration.techniques)
         validation: dict[str, Any] = {"samples": len(data.holdout), "gate": asdict(gate)}
         sessions: dict[str, Any] = {"fp32": fp32_session}
         results: dict[str, dict[str, Any]] = {}
@@ -88,13 +90,14 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
                                                 {**winner.scheme.describe(), "label": label,
                                                  "int8_share": share.describe()})
             results["int8"] = {"outputs": winner.report, "scheme": winner.scheme.name, "label": label,
-                               "excluded_nodes": winner.excluded, "int8_share": share.describe(), "passed": True}
+                               "excluded_nodes": winner.excluded, "int8_share": share.describe(), "passed": True,
+                               "recovery": evaluator.recovery_record(winner)}
             validation["candidates"] = [c.summary(fp32_ms) for c in tried]
             sessions["int8"] = cpu_session(stage / "model.int8.onnx")
         if variants.tensorrt_int8:
             trt = tensorrt_int8(evaluator)
             share, label = _settle_share(trt, proto, variants, "int8-trt", float("nan"))
-            magnitudes = _ranges_amax(quantizer.ranges(True))
+            magnitudes = _ranges_amax(evaluator.quantizer_for(trt).ranges(True))
             trt = with_fp16_float(evaluator, trt, overflowing_nodes(proto, magnitudes))
             shutil.copyfile(trt.path, stage / "model.int8.trt.onnx")
             write_cache(stage / "calibration.cache", magnitudes)
@@ -105,7 +108,8 @@ def quantize_into(manifest: Manifest, proto: onnx.ModelProto, stage: Path, tmp: 
                  "calibration_cache": "calibration.cache", "calibration_cache_header_version": DEFAULT_TRT_VERSION})
             results["int8-trt"] = {"outputs": trt.report, "scheme": trt.scheme.name, "label": label,
                                    "excluded_nodes": trt.excluded, "int8_share": share.describe(),
-                                   "float_precision": trt.float_precision, "passed": True}
+                                   "float_precision": trt.float_precision, "passed": True,
+                                   "recovery": evaluator.recovery_record(trt)}
             sessions["int8-trt"] = cpu_session(stage / "model.int8.trt.onnx")
         if variants.fp16:
             magnitudes = {}

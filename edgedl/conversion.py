@@ -88,6 +88,7 @@ def convert(
     calib_data: str | Path | None = None,
     calib_samples: int = CalibrationOptions.samples,
     calib_method: str = CalibrationOptions.method,
+    recover: str = CalibrationOptions.recover,
     input_shapes: dict[str, list[int]] | None = None,
     preprocess: dict[str, Any] | None = None,
     labels: str | Path | Sequence[str] | None = None,
@@ -115,7 +116,10 @@ def convert(
     ``int8`` calibrates on ``calib_data`` (a folder of images, a ``.npy`` or ``.npz``;
     the shipped photographs when omitted for an image model), times the INT8 schemes
     on this machine and keeps the fastest that passes the ``min_cosine``/``min_top1``
-    gate against FP32 on held-out samples, repairing it layer by layer if needed. A
+    gate against FP32 on held-out samples, repairing it if needed: first by ``recover``'s
+    techniques (``"auto"``: cross-layer equalization, per-tensor range choice, bias correction, adaptive
+    rounding; ``"none"``; or a comma-separated list of them), each kept only where it helps, then by
+    keeping the layers INT8 still hurts most in float. A
     detector (``task="detect"``) whose held-out samples hold at least 20 FP32 detections is
     judged by them instead of by each score row's cosine: the variant must find
     ``min_detections`` of FP32's detections (same class, IoU ≥ 0.5) and FP32 that share of its own.
@@ -142,7 +146,7 @@ def convert(
     if task is not None:
         check_choice(task, TASKS, "task")
     calibration = CalibrationOptions(data=calib_data, samples=calib_samples, holdout=holdout, method=calib_method,
-                                     seed=seed)
+                                     seed=seed, recover=recover)
     export = ExportOptions(input_shapes=input_shapes, example_inputs=example_inputs, input_names=input_names,
                            output_names=output_names, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw,
                            layout=layout, exporter=exporter, tolerance=tolerance)

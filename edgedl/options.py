@@ -15,7 +15,7 @@ from typing import Any
 
 from edgedl.errors import UsageError
 from edgedl.preprocess import PRESETS
-from edgedl.vocabulary import AUTO, CALIBRATION_METHODS, TARGETS, check_choice
+from edgedl.vocabulary import AUTO, CALIBRATION_METHODS, RECOVERY_TECHNIQUES, TARGETS, check_choice
 
 #: The largest relative error of an exported model's ONNX outputs against the source model's, unless told.
 DEFAULT_TOLERANCE = 1e-3
@@ -104,7 +104,8 @@ class CalibrationOptions:
 
     ``data``: a folder of images, a ``.npy`` or a ``.npz`` (None: the photographs shipped with edgedl,
     for an image model). ``samples`` calibrate; ``holdout`` more, drawn with ``seed``, are kept apart to
-    validate every variant against FP32.
+    validate every variant against FP32. ``recover``: which techniques win back accuracy before layers
+    are kept in float: ``auto`` (all), ``none``, or a comma-separated list of :data:`RECOVERY_TECHNIQUES`.
     """
 
     data: str | Path | None = None
@@ -112,11 +113,23 @@ class CalibrationOptions:
     holdout: int = 16
     method: str = "minmax"
     seed: int = 0
+    recover: str = AUTO
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise UsageError(f"--calib-samples must be at least 1, got {self.samples}", fix="for example --calib-samples 128")
         check_choice(self.method, CALIBRATION_METHODS, "calibration method")
+        for name in self.techniques:
+            check_choice(name, RECOVERY_TECHNIQUES, "recovery technique")
+
+    @property
+    def techniques(self) -> tuple[str, ...]:
+        """The recovery techniques to try, in :data:`RECOVERY_TECHNIQUES` order (given ones not known kept last,
+        so that the check refuses them)."""
+        if self.recover == AUTO:
+            return RECOVERY_TECHNIQUES
+        given = [t.strip() for t in self.recover.split(",") if t.strip() and t.strip() != "none"]
+        return tuple(t for t in RECOVERY_TECHNIQUES if t in given) + tuple(t for t in given if t not in RECOVERY_TECHNIQUES)
 
 
 @dataclass(frozen=True)

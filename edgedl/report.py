@@ -73,6 +73,28 @@ def candidates_table(manifest: Manifest) -> Table | None:
     return table
 
 
+def recovery_table(manifest: Manifest) -> Table | None:
+    """What each accuracy-recovery technique bought each INT8 variant before any layer was kept in float."""
+    rows = [(key, step) for key, entry in manifest.validation.get("variants", {}).items()
+            for step in entry.get("recovery") or []]
+    if not rows:
+        return None
+    table = Table(title="INT8 accuracy recovered before keeping layers in float (kept where it brings the gate closer)",
+                  caption="shortfall: how far the variant is from full agreement with FP32 (1 - its worst gate measure)")
+    for column in ("variant", "technique", "shortfall before", "after", "kept", "what it did", "s"):
+        table.add_column(column, justify="left" if column in ("variant", "technique", "kept", "what it did") else "right")
+    for key, step in rows:
+        if "skipped" in step:
+            table.add_row(key, step["technique"], "-", "-", "skipped", step["skipped"], "-")
+            continue
+        did = "; ".join(f"{k.replace('_', ' ')} " + (", ".join(f"{a} {b}" for a, b in v.items()) if isinstance(v, dict)
+                                                      else str(v)) for k, v in (step.get("details") or {}).items())
+        table.add_row(key, step["technique"], _fmt(step["shortfall_before"]), _fmt(step["shortfall_after"]),
+                      ("yes, passes" if step["passed"] else "yes") if step["kept"] else "no", did or "-",
+                      _fmt(step["seconds"], 3))
+    return table
+
+
 def summary_table(manifest: Manifest, sizes: dict[str, int]) -> Table:
     """What the bundle holds."""
     table = Table(title=f"{manifest.name} (edgedl bundle, schema {manifest.schema_version})", show_header=False)
@@ -117,7 +139,7 @@ def print_manifest(manifest: Manifest, sizes: dict[str, int], console: Console |
     """Print the summary, the validation and the candidate tables."""
     console = console or Console()
     console.print(summary_table(manifest, sizes))
-    for build in (validation_table, candidates_table):
+    for build in (validation_table, recovery_table, candidates_table):
         try:
             table = build(manifest)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):

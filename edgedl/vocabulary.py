@@ -25,6 +25,9 @@ MIXED_INT8 = "int8-mixed"
 TARGETS: tuple[str, ...] = ("cpu", "tensorrt", "all")
 #: How calibration turns observed tensor values into INT8 ranges (ONNX Runtime's calibrators).
 CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
+#: What ``convert`` tries, in this order, to win back INT8 accuracy before keeping layers in float
+#: (``--recover``: ``auto`` is all of them, ``none`` none; see :mod:`edgedl.converters.recover`).
+RECOVERY_TECHNIQUES: tuple[str, ...] = ("equalize", "ranges", "bias", "adaround")
 #: Inference backends, in the order ``auto`` tries them.
 BACKENDS: tuple[str, ...] = ("tensorrt", "onnxruntime-gpu", "openvino", "onnxruntime")
 #: PyTorch ONNX exporters: ``auto`` is dynamo, with TorchScript where ``torch.export`` cannot capture.

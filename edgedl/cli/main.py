@@ -16,7 +16,7 @@ from edgedl.cli.stream_commands import demo, run
 from edgedl.errors import UsageError
 from edgedl.options import DEFAULT_TOLERANCE, CalibrationOptions, ExportOptions, Gate, VariantOptions
 from edgedl.preprocess import COLOR_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
-from edgedl.vocabulary import AUTO, CALIBRATION_METHODS, EXPORTERS, TARGETS, TASKS
+from edgedl.vocabulary import AUTO, CALIBRATION_METHODS, EXPORTERS, RECOVERY_TECHNIQUES, TARGETS, TASKS
 
 
 def parse_triple(text: str | None, option: str) -> tuple[float, float, float] | None:
@@ -56,6 +56,9 @@ def main() -> None:
 @click.option("--calib-samples", type=int, default=CalibrationOptions.samples, show_default=True,
               help="Samples used to calibrate.")
 @click.option("--calib-method", type=choice(CALIBRATION_METHODS), default=CalibrationOptions.method, show_default=True)
+@click.option("--recover", default=CalibrationOptions.recover, show_default=True, metavar="auto|none|LIST",
+              help="Before keeping layers in float, try to win INT8 accuracy back: auto (all), none, or a comma-"
+                   f"separated list of {', '.join(RECOVERY_TECHNIQUES)}.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3x224x224",
               help="Fix an input's shape (repeatable).")
 @click.option("--preset", type=choice(PRESETS), help="Preprocessing preset; the options below override it.")
