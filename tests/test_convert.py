@@ -177,3 +177,48 @@ def test_the_shipped_demo_detector_is_int8_in_fact(tmp_path: Path) -> None:
     out = int8["outputs"]["output0"]
     assert out["detections"] >= 20 and min(out["detection_recall"], out["detection_precision"]) >= 0.95
     assert out["feature_cosine"] >= 0.95
+
+
+def _text_detector(path: Path) -> Path:
+    """A text-detector-shaped model: ``prob`` [1, 1, 32, 32] is near 1 on white pixels (text) and near 0 elsewhere."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.full((1, 3, 1, 1), 40.0, np.float32), "w"),
+             numpy_helper.from_array(np.array([-40.0 * 2.7], np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["images", "w", "b"], ["logit"], name="conv"),
+             helper.make_node("Sigmoid", ["logit"], ["prob"], name="sigmoid")]
+    graph = helper.make_graph(nodes, "text", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1, 32, 32])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_held_out_frames_without_text_ask_for_more_data_rather_than_judging_noise(tmp_path: Path) -> None:
+    import cv2
+    from click.testing import CliRunner
+
+    from edgedl.cli.main import main
+
+    model = _text_detector(tmp_path / "text.onnx")
+    rng = np.random.default_rng(0)
+    (tmp_path / "dark").mkdir()
+    (tmp_path / "pages").mkdir()
+    for i in range(8):
+        frame = rng.integers(0, 120, (48, 48, 3), dtype=np.uint8)  # no text anywhere: the map is ~0 everywhere
+        cv2.imwrite(str(tmp_path / "dark" / f"{i}.png"), frame)
+        cv2.putText(frame, "ab", (4, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 3)
+        cv2.imwrite(str(tmp_path / "pages" / f"{i}.png"), frame)
+    args = ["convert", str(model), "--int8", "--preset", "raw01", "--task", "raw"]
+    result = CliRunner().invoke(main, [*args, "--calib-data", str(tmp_path / "dark"), "-o", str(tmp_path / "d.edgedl")])
+    assert result.exit_code == 6, result.output  # a calibration error: the data, not the variant, falls short
+    message = result.stderr.strip()
+    assert "\n" not in message and "FP32's map exceeds 0.3 at 0 pixel(s)" in message
+    assert "more, representative --calib-data" in message and not (tmp_path / "d.edgedl").exists()
+    bundle = edgedl.convert(model, tmp_path / "p.edgedl", int8=True, calib_data=tmp_path / "pages",
+                            preprocess={"preset": "raw01"}, task="raw")
+    calibration = bundle.manifest.calibration  # 2 of 8 frames held out, grown by 3 views each
+    assert calibration["holdout_samples"] == 8 and calibration["holdout_views"] == {"mirror": 2, "crop": 2, "shrink": 2}
+    prob = bundle.manifest.validation["variants"]["int8"]["outputs"]["prob"]
+    assert prob["map_pixels"] >= 64 and prob["map_iou"] >= 0.9 and prob["map_error"] <= 0.05
