@@ -24,14 +24,13 @@ import cv2
 import numpy as np
 
 from edgedl.errors import CalibrationError
-from edgedl.images import decode_bgr, read_bytes, stored_form
+from edgedl.images import IMAGE_SUFFIXES, decode_bgr, read_bytes, stored_form
 from edgedl.manifest import TensorInfo
 from edgedl.preprocess import PreprocessSpec, preprocess
 from edgedl.types import Sample
 
 log = logging.getLogger("edgedl.calibration")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: The views of a held-out frame that grow a small held-out set, in the order they are added.
 HOLDOUT_VIEWS: tuple[str, ...] = ("mirror", "crop", "shrink")
 #: The share of each side a "crop" view keeps, around the centre: objects come closer and some leave the frame.
@@ -137,7 +136,7 @@ def from_images(folder: Path, spec: PreprocessSpec, input_name: str, samples: in
     """
     files = image_files(folder)
     if not files:
-        raise CalibrationError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder", path=folder,
+        raise CalibrationError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES)[:6])}…) in calibration folder", path=folder,
                                fix="point --calib-data at a folder of JPEG/PNG frames from your camera")
     calib_idx, hold_idx = _split(len(files), holdout, samples, seed)
     rng = np.random.default_rng(seed)

@@ -16,6 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+#: File extensions OpenCV decodes: what calibration folders and image-folder sources pick up.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".jp2", ".pbm",
+                            ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic", ".pfm"})
+
 
 @dataclass(frozen=True)
 class StoredForm:

@@ -56,8 +56,8 @@ def _calib_dir(tmp_path: Path, kind: str) -> Path:
     if kind == "unreadable":
         cv2.imwrite(str(folder / "ok.png"), np.zeros((8, 8, 3), np.uint8))
         (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    elif kind == "gray":
-        cv2.imwrite(str(folder / "gray.png"), np.zeros((8, 8), np.uint8))
+    elif kind == "float":  # grey, alpha and 16-bit images are converted; float pixels have no one 8-bit meaning
+        cv2.imwrite(str(folder / "float.tif"), np.zeros((8, 8, 3), np.float32))
     return folder
 
 
@@ -87,8 +87,8 @@ CASES: dict[str, Case] = {
                                                str(_calib_dir(t, "empty"))], "calib"),
     "calib unreadable image": lambda t: (["convert", _valid(t), "--int8", "--calib-data",
                                           str(_calib_dir(t, "unreadable"))], "broken.jpg"),
-    "calib wrong channels": lambda t: (["convert", _valid(t), "--int8", "--calib-data",
-                                        str(_calib_dir(t, "gray"))], "gray.png"),
+    "calib float pixels": lambda t: (["convert", _valid(t), "--int8", "--calib-data",
+                                      str(_calib_dir(t, "float"))], "float.tif"),
     "input-shape unknown input": lambda t: (["convert", _valid(t), "--input-shape", "pixels=1x3x16x16"], "pixels"),
     "input-shape wrong rank": lambda t: (["convert", _valid(t), "--input-shape", "images=1x16x16"], "images"),
     "input-shape not a shape": lambda t: (["convert", _valid(t), "--input-shape", "images=1xAx16"], "images=1xAx16"),

@@ -17,6 +17,7 @@ from edgedl.cli.main import main
 from edgedl.options import CalibrationOptions, ExportOptions, Gate, VariantOptions
 from edgedl.preprocess import COLOR_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
 from edgedl.runtimes.select import INSTALL, MODULES
+from edgedl.tracking import TRACKERS
 from edgedl.vocabulary import (
     AUTO,
     BACKENDS,
@@ -45,6 +46,7 @@ VOCABULARIES: dict[tuple[str, str], tuple[str, ...]] = {
     ("run", "precision"): (AUTO, *PRECISIONS),
     ("run", "preset"): tuple(PRESETS),
     ("run", "device_preprocess"): DEVICE_PREPROCESS,
+    ("run", "tracker"): TRACKERS,
     ("demo", "backend"): (AUTO, *BACKENDS),
 }
 

@@ -7,13 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgedl.errors import InputFileError
-from edgedl.images import decode_bgr, read_bytes
+from edgedl.images import IMAGE_SUFFIXES, decode_bgr, read_bytes
 from edgedl.sources.reader import Capture, Report
 from edgedl.sources.uri import SourceSpec
 
 #: What a folder source picks up (a glob picks up whatever it matches).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".jp2", ".pbm",
-                            ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic", ".pfm"})
 
 
 class FolderReader:
