@@ -88,7 +88,7 @@ class Pipeline:
     ``cpu`` or ``gpu``), ``max_frames`` (per source), ``queue_size``, ``overwrite`` (sink files),
     ``on_event`` (called with each :class:`SourceEvent`), ``source_options`` passed to
     :func:`edgedl.sources.open_source`, ``batch_size`` (frames per model call; default: the model's fixed
-    batch, else one per source up to :data:`edgedl.stream_setup.MAX_AUTO_BATCH`), ``batch_wait_ms``
+    batch, else one per source up to :data:`edgedl.vocabulary.MAX_BATCH`), ``batch_wait_ms``
     (how long a batch waits to fill once its first frame is in), ``tracker`` (a name in
     :data:`edgedl.tracking.TRACKERS`: detections get a ``track_id`` that stays with their object, per
     source) and ``metrics_port`` (serve Prometheus metrics on ``127.0.0.1:PORT/metrics`` while running; 0

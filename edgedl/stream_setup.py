@@ -19,12 +19,9 @@ from edgedl.errors import UsageError
 from edgedl.options import PreprocessOptions
 from edgedl.preprocess import PRESETS, Geometry, PreprocessSpec, preprocess
 from edgedl.results import Prediction
-from edgedl.vocabulary import DEVICE_PREPROCESS
+from edgedl.vocabulary import DEVICE_PREPROCESS, MAX_BATCH
 
 log = logging.getLogger("edgedl.pipeline")
-
-#: The largest batch chosen without being asked for, on a model whose batch dimension is dynamic.
-MAX_AUTO_BATCH = 8
 
 
 @dataclass
@@ -87,10 +84,10 @@ class StreamSetup:
 
     def batch_size(self, requested: int | None, sources: int) -> int:
         """Frames per model call: ``requested``, else the model's fixed batch, else one per source (at most
-        :data:`MAX_AUTO_BATCH`). A fixed batch larger than the frames at hand is padded."""
+        :data:`MAX_BATCH`). A fixed batch larger than the frames at hand is padded."""
         fixed = self.fixed_batch
         if requested is None:
-            return fixed if fixed is not None else max(1, min(sources, MAX_AUTO_BATCH))
+            return fixed if fixed is not None else max(1, min(sources, MAX_BATCH))
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise UsageError(f"batch size must be a whole number of at least 1, got {requested!r}",
                              fix="for example batch_size=4 (--batch-size 4)")

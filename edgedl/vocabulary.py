@@ -34,6 +34,9 @@ BACKENDS: tuple[str, ...] = ("tensorrt", "onnxruntime-gpu", "openvino", "onnxrun
 EXPORTERS: tuple[str, ...] = (AUTO, "dynamo", "torchscript")
 #: Where a stream preprocesses frames.
 DEVICE_PREPROCESS: tuple[str, ...] = (AUTO, "cpu", "gpu")
+#: The largest batch used without being asked for: a stream's default over many cameras, and the top of a TensorRT
+#: engine's profile for a dynamic batch, so the batches a stream makes are the batches the engine was built for.
+MAX_BATCH = 8
 
 
 def check_choice(value: str, choices: Collection[str], what: str) -> None:

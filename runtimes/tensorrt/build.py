@@ -28,9 +28,9 @@ from edgedl.errors import DeviceError, InputFileError, UsageError
 from edgedl.fsutil import atomic_write_bytes
 from edgedl.manifest import TensorInfo
 from edgedl.runtimes.source import ModelSource
+from edgedl.vocabulary import MAX_BATCH
 
 log = logging.getLogger("edgedl.runtimes")
-DEFAULT_MAX_BATCH = 8
 HEARTBEAT_SECONDS = 15.0
 Report = Callable[[str], None]
 Shape = tuple[int, ...]
@@ -97,7 +97,7 @@ def profiles(inputs: Sequence[TensorInfo], shapes: Mapping[str, Any] | None) -> 
     """min/opt/max shapes for every input with a dynamic dim.
 
     ``shapes`` maps an input to one shape (fixed) or to (min, opt, max). Without one,
-    a dynamic batch (dim 0) gets 1/1/``DEFAULT_MAX_BATCH``; any other dynamic dim must be given.
+    a dynamic batch (dim 0) gets 1/1/``MAX_BATCH``; any other dynamic dim must be given.
     """
     shapes = dict(shapes or {})
     names = {i.name for i in inputs}
@@ -131,7 +131,7 @@ def profiles(inputs: Sequence[TensorInfo], shapes: Mapping[str, Any] | None) -> 
             raise UsageError(f"input {info.name!r} has dynamic dims {info.shape}; TensorRT needs their range",
                              fix=f"pass shapes={{'{info.name}': SHAPE}} or edgedl build --shape {info.name}={example}")
         low = [1, *info.shape[1:]]
-        high = [DEFAULT_MAX_BATCH, *info.shape[1:]]
+        high = [MAX_BATCH, *info.shape[1:]]
         result[info.name] = [low, low, high]
     return result
 
