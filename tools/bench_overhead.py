@@ -6,9 +6,10 @@ and against a bare session with edgedl's own options on the same file (what the 
 Models: ``small``, a CNN with a text-angle classifier's input (1x3x48x192, about 0.1 ms on a 2-core x86
 CPU); ``detector``, the shipped demo detector (1x3x256x256, about 6 ms); ``cnn``, a 1x3x64x64 CNN of
 ``--width`` (about 1 ms at 64). Where OpenVINO is installed, ``model(x)`` on the OpenVINO backend is timed
-the same way against a bare OpenVINO infer request on the same compiled model.
+the same way against a bare OpenVINO infer request on the same compiled model. Each RATIO is the median over
+rounds of the round's ratio of block medians, so a load that drifts during the run cancels within each round.
 
-    python tools/bench_overhead.py [--models small,detector] [--blocks 20] [--width 64] [--save cnn.onnx]
+    python tools/bench_overhead.py [--models small,detector] [--blocks 40] [--width 64] [--save cnn.onnx]
 
 ``--save`` also writes the ``cnn`` model, e.g. to convert it and time the CPU runtimes against each other
 with ``edgedl compare`` (README, "Runtimes").
@@ -64,8 +65,8 @@ def build_cnn(path: Path, width: int, size: tuple[int, int] = (64, 64)) -> Path:
 
 
 def interleaved(calls: dict[str, Callable[[], object]], blocks: int, block_s: float = 0.05,
-                gap_s: float = GAP_S, warmup: int = 20) -> dict[str, np.ndarray]:
-    """Per-call seconds of each callable: ``blocks`` blocks of calls each, alternating contestant and order.
+                gap_s: float = GAP_S, warmup: int = 20) -> dict[str, list[np.ndarray]]:
+    """Per-call seconds of each callable, an array per block: ``blocks`` blocks each, alternating contestant and order.
 
     A block calls one contestant back to back for ``block_s`` seconds, after ``gap_s`` idle, so that no
     contestant's spinning workers tax the next one. Its first call is not counted: it pays for waking
@@ -75,29 +76,35 @@ def interleaved(calls: dict[str, Callable[[], object]], blocks: int, block_s: fl
     for name in names:
         for _ in range(warmup):
             calls[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for r in range(blocks):
         for name in names if r % 2 == 0 else names[::-1]:
             call = calls[name]
             time.sleep(gap_s)
             call()
+            block: list[float] = []
             end = time.perf_counter() + block_s
             while True:
                 t0 = time.perf_counter()
                 call()
                 t1 = time.perf_counter()
-                times[name].append(t1 - t0)
+                block.append(t1 - t0)
                 if t1 > end:
                     break
-    return {name: np.asarray(t) for name, t in times.items()}
+            times[name].append(np.asarray(block))
+    return times
 
 
-def report(label: str, ours: np.ndarray, bare: np.ndarray) -> None:
-    """Print medians, the ratio and the overhead per call."""
-    m_ours, m_bare = float(np.median(ours)), float(np.median(bare))
+def report(label: str, ours: list[np.ndarray], bare: list[np.ndarray]) -> None:
+    """Print medians and the ratio: the median over rounds of each round's ratio of block medians, so a load that
+    drifts during the run (this shared VM's does, by ±25% at 0.1 ms a call) cancels within each round."""
+    m_ours, m_bare = float(np.median(np.concatenate(ours))), float(np.median(np.concatenate(bare)))
+    ratios = [float(np.median(a) / np.median(b)) for a, b in zip(ours, bare, strict=True)]
+    ratio = float(np.median(ratios))
+    low, high = np.percentile(ratios, [25, 75])
     print(f"  {label}: median {m_bare * 1e3:.4f} ms;  edgedl model(x): median {m_ours * 1e3:.4f} ms")
-    print(f"  RATIO edgedl/{label}: {m_ours / m_bare:.4f} (overhead {100 * (m_ours / m_bare - 1):+.2f}%, "
-          f"{(m_ours - m_bare) * 1e6:+.1f} µs per call)")
+    print(f"  RATIO edgedl/{label}: {ratio:.4f} (rounds' middle half {low:.3f}-{high:.3f}; overhead "
+          f"{100 * (ratio - 1):+.2f}%, {(m_ours - m_bare) * 1e6:+.1f} µs per call)")
 
 
 MODELS = ("small", "detector", "cnn")
@@ -149,7 +156,7 @@ def bench_openvino(path: Path, x: np.ndarray, blocks: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="small,detector", help="comma-separated: small, detector, cnn")
-    parser.add_argument("--blocks", type=int, default=20, help="timed blocks of calls per contestant (interleaved)")
+    parser.add_argument("--blocks", type=int, default=40, help="timed blocks of calls per contestant (interleaved)")
     parser.add_argument("--width", type=int, default=64, help="channels of the cnn model's first conv (sets its cost)")
     parser.add_argument("--save", type=Path, help="also write the cnn model to this .onnx path")
     args = parser.parse_args()
