@@ -77,8 +77,11 @@ def test_the_soak_catches_a_sink_that_keeps_every_frame(classifier: Path) -> Non
     with edgedl.load(classifier, backend="onnxruntime") as model:
         report = soak.soak(model, "synthetic://noise?width=64&height=48&fps=0", frames=6_000, warmup=1_000,
                            slice_size=500, interval_s=0.1, sink=hoarder, on_line=None)
-    _, growth, rise = report.growth()
-    assert growth > 20 and rise > 20, soak.summarize(report)
+    # The contract: the soak reports the leak. The rise (how far memory climbs above its lowest point so far) is what
+    # catches it however the samples fall in time; the fitted line depends on when the 0.1 s samples land in a run of
+    # a few seconds (one CI run fitted 4 MB to a 45 MB rise), so it is not asserted here.
+    _, _, rise = report.growth()
+    assert rise > 20, soak.summarize(report)
     assert any(v.startswith("memory grew") for v in report.violations())
 
 
