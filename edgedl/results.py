@@ -161,8 +161,8 @@ class Result:
     ``latency_ms`` runs from capture to the moment the result was ready; ``dropped`` is the
     number of frames the source has dropped so far (live sources drop the oldest frame when
     the pipeline falls behind). ``source`` names the pipeline source the frame came from (its
-    URI, or the name it was given); ``frame.source`` is the frame's own origin, such as a file
-    in a folder source.
+    URI, or the name it was given; ``frame.source`` when the result was made outside a pipeline);
+    ``frame.source`` is the frame's own origin, such as a file in a folder source.
     """
 
     frame: Frame
@@ -172,6 +172,10 @@ class Result:
     latency_ms: float
     dropped: int
     source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.source:  # made outside a pipeline: the frame's own origin is the only name there is
+            self.source = self.frame.source
 
     @property
     def frame_id(self) -> int:

@@ -32,7 +32,7 @@ def to_record(result: Result) -> dict[str, Any]:
     return {
         "frame_id": result.frame_id,
         "timestamp": round(result.timestamp, 6),
-        "source": result.source or result.frame.source,
+        "source": result.source,
         "origin": result.frame.source,  # the frame's own origin: a folder source's image file, else the source
         "latency_ms": round(result.latency_ms, 3),
         "dropped": result.dropped,

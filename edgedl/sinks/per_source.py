@@ -105,7 +105,7 @@ class PerSourceSink(Sink):
         return self._slugs[source]
 
     def _write(self, result: Result) -> None:
-        source = result.source or result.frame.source
+        source = result.source
         sink = self._sinks.get(source)
         if sink is None:
             sink = self._sinks[source] = self._open(source)

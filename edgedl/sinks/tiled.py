@@ -122,7 +122,7 @@ class TiledSink(Sink):
         return self._inner.stop_requested
 
     def _write(self, result: Result) -> None:
-        source = result.source or result.frame.source
+        source = result.source
         if source in self._fresh:  # it came round again before the others did: do not wait for them
             self._emit()
         if source not in self._renderers:
