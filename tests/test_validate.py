@@ -40,15 +40,21 @@ def test_wrecked_scores_fail_even_when_boxes_dominate_the_whole_tensor_cosine() 
     assert passes(clean, Gate()) == (True, "passes")
 
 
+def _faint_yolo_table(rng: np.random.Generator) -> np.ndarray:
+    """A YOLOv8 table ``[1, 4+3, 500]`` of scattered boxes, every class scored faintly (below 0.05)."""
+    table = np.zeros((1, 7, 500))
+    table[0, :2] = rng.uniform(0, 640, (2, 500))
+    table[0, 2:4] = rng.uniform(10, 40, (2, 500))
+    table[0, 4:] = rng.uniform(0, 0.05, (3, 500))
+    return table
+
+
 def _yolo_frames(frames: int, objects: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """YOLOv8 tables ``[1, 4+3, 500]``: ``objects`` well-separated boxes a frame scored 0.9, the rest faint."""
     rng = np.random.default_rng(seed)
     tables = []
     for _ in range(frames):
-        table = np.zeros((1, 7, 500))
-        table[0, :2] = rng.uniform(0, 640, (2, 500))
-        table[0, 2:4] = rng.uniform(10, 40, (2, 500))
-        table[0, 4:] = rng.uniform(0, 0.05, (3, 500))
+        table = _faint_yolo_table(rng)
         for k, anchor in enumerate(rng.choice(500, objects, replace=False)):
             table[0, :4, anchor] = (60 + 120 * k, 100, 50, 50)  # side by side, never overlapping
             table[0, 4 + k % 3, anchor] = 0.9
@@ -112,10 +118,7 @@ def _yolo_anchor_frames(frames: int, objects: int, anchors: int = 8, seed: int =
     rng = np.random.default_rng(seed)
     tables = []
     for _ in range(frames):
-        table = np.zeros((1, 7, 500))
-        table[0, :2] = rng.uniform(0, 640, (2, 500))
-        table[0, 2:4] = rng.uniform(10, 40, (2, 500))
-        table[0, 4:] = rng.uniform(0, 0.05, (3, 500))
+        table = _faint_yolo_table(rng)
         lit = rng.choice(500, objects * anchors, replace=False).reshape(objects, anchors)
         for k, group in enumerate(lit):
             table[0, :4, group] = np.array([60 + 120 * k, 100, 50, 50]) + rng.normal(0, 1, (anchors, 4))
