@@ -360,26 +360,8 @@ def _train_hard_detector(path: Path, seed: int, steps: int) -> Path:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     model.train()
     for step in range(steps):
-        picks = rng.integers(0, len(frames), batch)
-        centres = [boxes[i][rng.integers(len(boxes[i]))].reshape(2, 2).mean(0) if len(boxes[i]) else
-                   np.full(2, DETECTOR_SIZE / 2) for i in picks]
-        origin = [tuple(int(np.clip(round((c - crop / 2) / last) * last, 0, DETECTOR_SIZE - crop)) for c in ctr)
-                  for ctr in centres]
-        x = torch.stack([images[i, oy : oy + crop, ox : ox + crop] for i, (ox, oy) in zip(picks, origin, strict=True)])
-        x = (x.permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
-        idx = torch.stack([index[o] for o in origin])
-        rows = torch.from_numpy(picks)[:, None]
-        p, c, b = pos[rows, idx], cls[rows, idx], box[rows, idx]
-        raw = model.raw(x)
-        npos = max(int(p.sum()), 1)
-        cls_loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            raw[:, 4:].transpose(1, 2), c, reduction="sum") / npos
-        box_loss = models._giou_loss(model.boxes(raw, idx).transpose(1, 2)[p], b[p])
-        loss = cls_loss + 2.0 * box_loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        loss, cls_loss, box_loss = models.detector_step(model, opt, sched, rng, (images, boxes, pos, cls, box),
+                                                        index, crop, batch)
         if step % 150 == 0 or step == steps - 1:
             print(f"hard-detector: step {step:4d} loss {loss.item():.3f} (cls {cls_loss.item():.3f}, "
                   f"1-GIoU {box_loss.item():.3f}) {time.perf_counter() - started:.0f}s")

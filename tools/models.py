@@ -420,6 +420,39 @@ def _detector_targets(boxes: np.ndarray, classes: np.ndarray, anchors: np.ndarra
     return pos, cls, box
 
 
+def detector_step(model: Any, opt: Any, sched: Any, rng: np.random.Generator, data: tuple[Any, ...],
+                  index: dict[tuple[int, int], Any], crop: int, batch: int) -> tuple[Any, Any, Any]:
+    """One training step of a YOLOv8-style detector on ``batch`` crops of ``crop`` pixels; (loss, class, box) losses.
+
+    ``data`` is (letterboxed RGB images, boxes, positive mask, class targets, box targets) per image; each crop is
+    centred (as far as the stride grid allows) on one of its image's objects; ``index`` maps a crop's origin to the
+    anchors it holds.
+    """
+    torch = _torch()
+    images, boxes, pos, cls, box = data
+    size, last = images.shape[1], DETECTOR_STRIDES[-1]
+    picks = rng.integers(0, len(images), batch)
+    centres = [boxes[i][rng.integers(len(boxes[i]))].reshape(2, 2).mean(0) if len(boxes[i]) else
+               np.full(2, size / 2) for i in picks]
+    origin = [tuple(int(np.clip(round((c - crop / 2) / last) * last, 0, size - crop)) for c in ctr) for ctr in centres]
+    x = torch.stack([images[i, oy : oy + crop, ox : ox + crop] for i, (ox, oy) in zip(picks, origin, strict=True)])
+    x = (x.permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
+    idx = torch.stack([index[o] for o in origin])
+    rows = torch.from_numpy(picks)[:, None]
+    p, c, b = pos[rows, idx], cls[rows, idx], box[rows, idx]
+    raw = model.raw(x)
+    npos = max(int(p.sum()), 1)
+    cls_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        raw[:, 4:].transpose(1, 2), c, reduction="sum") / npos
+    box_loss = _giou_loss(model.boxes(raw, idx).transpose(1, 2)[p], b[p])
+    loss = cls_loss + 2.0 * box_loss
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss, cls_loss, box_loss
+
+
 def _crop_anchor_index(ox: int, oy: int, crop: int, size: int = DETECTOR_INPUT) -> np.ndarray:
     """Indices into the full image's anchors of the anchors of the ``crop`` square at ``(ox, oy)``.
 
@@ -505,28 +538,7 @@ def build_detector(out_dir: Path, seed: int = 0, steps: int = 200) -> Path:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     model.train()
     for step in range(steps):
-        picks = rng.integers(0, len(frames), batch)
-        # Centre each crop (as far as the stride grid allows) on one of the image's objects.
-        centres = [boxes[i][rng.integers(len(boxes[i]))].reshape(2, 2).mean(0) if len(boxes[i]) else
-                   np.full(2, DETECTOR_INPUT / 2) for i in picks]
-        origin = [tuple(int(np.clip(round((c - crop / 2) / last) * last, 0, DETECTOR_INPUT - crop)) for c in ctr)
-                  for ctr in centres]
-        x = torch.stack([images[i, oy : oy + crop, ox : ox + crop]
-                         for i, (ox, oy) in zip(picks, origin, strict=True)])
-        x = (x.permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
-        idx = torch.stack([index[o] for o in origin])
-        rows = torch.from_numpy(picks)[:, None]
-        p, c, b = pos[rows, idx], cls[rows, idx], box[rows, idx]
-        raw = model.raw(x)
-        npos = max(int(p.sum()), 1)
-        cls_loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            raw[:, 4:].transpose(1, 2), c, reduction="sum") / npos
-        box_loss = _giou_loss(model.boxes(raw, idx).transpose(1, 2)[p], b[p])
-        loss = cls_loss + 2.0 * box_loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        loss, cls_loss, box_loss = detector_step(model, opt, sched, rng, (images, boxes, pos, cls, box), index, crop, batch)
         if step % 60 == 0 or step == steps - 1:
             print(f"detector: step {step:3d} loss {loss.item():.3f} (cls {cls_loss.item():.3f}, "
                   f"1-GIoU {box_loss.item():.3f}) {time.perf_counter() - started:.1f}s")
