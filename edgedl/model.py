@@ -154,7 +154,7 @@ class Model:
 
 
 def load(path: str | Path, backend: str = "auto", precision: str = "auto", device: int = 0, *,
-         shapes: Mapping[str, Any] | None = None, build: bool = True, rebuild: bool = False,
+         shapes: Mapping[str, Any] | None = None, batch: int | None = None, build: bool = True, rebuild: bool = False,
          dla_core: int | None = None, workspace_mib: int | None = None, progress: Any = None,
          verify: bool = True) -> Model:
     """Load a bundle (``NAME.edgedl``) or an ONNX file on the fastest backend available, or the one named.
@@ -163,7 +163,9 @@ def load(path: str | Path, backend: str = "auto", precision: str = "auto", devic
     log line per backend skipped and why), or one of those names. ``precision``: ``auto`` (the best variant the
     bundle has for that backend), ``fp32``, ``fp16`` or ``int8``. ``device``: the CUDA device.
 
-    TensorRT only: ``shapes`` maps inputs to a shape or (min, opt, max) for dynamic dims; ``build=False``
+    TensorRT only: ``shapes`` maps inputs to a shape or (min, opt, max) for dynamic dims; ``batch`` is the batch
+    the engine is tuned for where the batch dim is dynamic and ``shapes`` leaves it out (the profile's opt; 1 by
+    default; ``edgedl run`` passes its number of sources, up to 8); ``build=False``
     refuses to build on a cache miss; ``rebuild`` ignores the cache; ``dla_core`` builds for a Jetson DLA;
     ``workspace_mib`` caps builder memory; ``progress`` is a ``callable(str)`` for build progress (default:
     lines on stderr; ``False``: log only).
@@ -173,7 +175,7 @@ def load(path: str | Path, backend: str = "auto", precision: str = "auto", devic
     if not isinstance(device, int) or device < 0:
         raise UsageError(f"device must be a CUDA device index, got {device!r}", fix="pass device=0")
     source = ModelSource.open(path, verify=verify)
-    options = LoadOptions(device=device, shapes=shapes, build=build, rebuild=rebuild, dla_core=dla_core,
+    options = LoadOptions(device=device, shapes=shapes, batch=batch, build=build, rebuild=rebuild, dla_core=dla_core,
                           workspace_mib=workspace_mib, progress=progress)
     opened, skipped = open_backend(source, backend, precision, options)
     return Model(opened, source, skipped, device)

@@ -43,6 +43,7 @@ class LoadOptions:
 
     device: int = 0
     shapes: Mapping[str, Any] | None = None
+    batch: int | None = None
     build: bool = True
     rebuild: bool = False
     dla_core: int | None = None

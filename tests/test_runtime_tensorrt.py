@@ -220,6 +220,18 @@ def test_shapes_profiles_and_errors(bundle: Path, monkeypatch: pytest.MonkeyPatc
         load(bundle, shapes={"images": ((4, 3, 16, 16), (1, 3, 16, 16), (8, 3, 16, 16))})
 
 
+def test_batch_tunes_a_dynamic_batch_profile_and_keys_the_engine(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install("10.3.0", monkeypatch=monkeypatch)
+    for batch in (None, 4, 12):
+        with load(bundle, precision="fp32", batch=batch) as model:
+            np.testing.assert_allclose(model(X)["logits"], fp32(bundle), rtol=1e-5, atol=1e-6)
+    profiles = sorted(json.loads(path.read_text())["key"]["shapes"]["images"]
+                      for path in (bundle / "engines").glob("*.json"))
+    assert [[shape[0] for shape in triple] for triple in profiles] == [[1, 1, 8], [1, 4, 8], [1, 12, 12]]
+    with pytest.raises(UsageError, match="batch size must be a whole number of at least 1, got 0"):
+        load(bundle, precision="fp32", batch=0)
+
+
 def test_dla_needs_a_reduced_precision_and_keys_on_the_core(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install("8.6.2", monkeypatch=monkeypatch)
     with pytest.raises(UsageError, match="DLA runs FP16 or INT8"):

@@ -24,7 +24,7 @@ from edgedl.cli.common import (
 from edgedl.errors import UsageError
 from edgedl.preprocess import PRESETS
 from edgedl.tracking import TRACKERS
-from edgedl.vocabulary import AUTO, DEVICE_PREPROCESS
+from edgedl.vocabulary import AUTO, DEVICE_PREPROCESS, MAX_BATCH
 
 
 class _Status:
@@ -153,7 +153,8 @@ def run(bundle: Path, sources: tuple[str, ...], sinks: tuple[str, ...], backend:
         reader_factory(parse_source(uri))
     opened = [open_sink(uri, overwrite=overwrite) for uri in sinks]
     check_output_file(json_path, "--json")
-    model = load(bundle, backend=backend, precision=precision)
+    # A TensorRT engine with a dynamic batch is tuned for the batches this run will send.
+    model = load(bundle, backend=backend, precision=precision, batch=batch_size or min(len(named), MAX_BATCH))
     pipeline = Pipeline(model, named, opened, on_result=lambda result: None, max_frames=max_frames, conf=conf, iou=iou,
                         top_k=top_k, postprocess=postprocess, preprocess=preset, device_preprocess=device_preprocess,
                         batch_size=batch_size, batch_wait_ms=batch_wait_ms, tracker=tracker, metrics_port=metrics_port)

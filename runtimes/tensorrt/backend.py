@@ -301,7 +301,7 @@ def open(source: ModelSource, precision: str, options: LoadOptions) -> TensorRTB
             fast_fp16 = True
             if caps.weak_typing:
                 fast_fp16 = bool(getattr(trt.Builder(trt_log.logger), "platform_has_fast_fp16", True))
-            plan = recipe(caps, source, precision, fast_fp16=fast_fp16, shapes=options.shapes,
+            plan = recipe(caps, source, precision, fast_fp16=fast_fp16, shapes=options.shapes, batch=options.batch,
                           workspace_mib=options.workspace_mib, dla_core=options.dla_core)
             cache_key = _key(source, plan, caps, cuda)
             write_cache, read_caches = engine_folder(source)

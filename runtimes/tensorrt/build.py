@@ -93,12 +93,17 @@ def _shape(value: Any) -> list[int]:
     return [int(d) for d in value]
 
 
-def profiles(inputs: Sequence[TensorInfo], shapes: Mapping[str, Any] | None) -> dict[str, list[list[int]]]:
+def profiles(inputs: Sequence[TensorInfo], shapes: Mapping[str, Any] | None,
+             batch: int | None = None) -> dict[str, list[list[int]]]:
     """min/opt/max shapes for every input with a dynamic dim.
 
-    ``shapes`` maps an input to one shape (fixed) or to (min, opt, max). Without one,
-    a dynamic batch (dim 0) gets 1/1/``MAX_BATCH``; any other dynamic dim must be given.
+    ``shapes`` maps an input to one shape (fixed) or to (min, opt, max). Without one, a dynamic batch
+    (dim 0) gets 1/``batch``/``MAX_BATCH`` (opt 1 without ``batch``; max ``batch`` where it is larger);
+    any other dynamic dim must be given.
     """
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        raise UsageError(f"batch size must be a whole number of at least 1, got {batch!r}",
+                         fix="for example batch=4 (--batch-size 4)")
     shapes = dict(shapes or {})
     names = {i.name for i in inputs}
     unknown = [n for n in shapes if n not in names]
@@ -130,14 +135,13 @@ def profiles(inputs: Sequence[TensorInfo], shapes: Mapping[str, Any] | None) -> 
             example = "x".join(str(d) if isinstance(d, int) else "N" for d in info.shape)
             raise UsageError(f"input {info.name!r} has dynamic dims {info.shape}; TensorRT needs their range",
                              fix=f"pass shapes={{'{info.name}': SHAPE}} or edgedl build --shape {info.name}={example}")
-        low = [1, *info.shape[1:]]
-        high = [MAX_BATCH, *info.shape[1:]]
-        result[info.name] = [low, low, high]
+        opt = batch or 1
+        result[info.name] = [[size, *info.shape[1:]] for size in (1, opt, max(opt, MAX_BATCH))]
     return result
 
 
 def recipe(caps: TrtFeatures, source: ModelSource, precision: str, *, fast_fp16: bool, shapes: Mapping[str, Any] | None,
-           workspace_mib: int | None, dla_core: int | None) -> Recipe:
+           workspace_mib: int | None, dla_core: int | None, batch: int | None = None) -> Recipe:
     """The variant and flags for ``precision`` (``auto``: INT8, else FP16 where it is fast, else FP32)."""
     if workspace_mib is not None and workspace_mib < 1:
         raise UsageError(f"the builder workspace must be at least 1 MiB, got {workspace_mib}",
@@ -182,7 +186,8 @@ def recipe(caps: TrtFeatures, source: ModelSource, precision: str, *, fast_fp16:
     if dla_core is not None:
         flags.append("GPU_FALLBACK")
     source.file(variant)
-    return Recipe(variant, precision, int8, tuple(flags), strong, profiles(source.inputs, shapes), workspace_mib, dla_core)
+    return Recipe(variant, precision, int8, tuple(flags), strong, profiles(source.inputs, shapes, batch), workspace_mib,
+                  dla_core)
 
 
 class TrtLog:
