@@ -171,7 +171,7 @@ def choose_ranges(model: onnx.ModelProto, ranges: Any, samples: list[Sample], sy
 
     float_inputs = {i.name for i in model.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
     made = {out for node in model.graph.node for out in node.output}
-    names = [n for n in ranges.data if n in made or n in float_inputs]
+    names = sorted(n for n in ranges.data if n in made or n in float_inputs)  # calibration's order varies by run
     values = tensor_samples(model, names, samples)
     data = dict(ranges.data)
     choices: dict[str, Choice] = {}

@@ -30,7 +30,7 @@ def outlier_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, edged
     return {recover: edgedl.convert(folder / "outliers.onnx", folder / f"{recover}.edgedl", int8=True, target="all",
                                     calib_data=folder / "calib.npy", calib_samples=24, holdout=16, task="raw",
                                     recover=recover, allow_mixed=True)
-            for recover in ("none", "equalize")}
+            for recover in ("none", "equalize", "auto")}
 
 
 def test_convert_recovers_outlier_channels_instead_of_keeping_layers_in_float(outlier_bundles) -> None:
@@ -42,6 +42,20 @@ def test_convert_recovers_outlier_channels_instead_of_keeping_layers_in_float(ou
         assert plain["recovery"] is None
         step = recovered["recovery"][0]
         assert step["technique"] == "equalize" and step["kept"] and step["shortfall_after"] < step["shortfall_before"]
+
+
+def test_recovery_goes_on_after_the_first_pass_while_each_technique_brings_int8_closer(outlier_bundles) -> None:
+    for key in ("int8", "int8-trt"):
+        steps = outlier_bundles["auto"].manifest.validation["variants"][key]["recovery"]
+        assert [step["technique"] for step in steps] == list(RECOVERY_TECHNIQUES)
+        assert steps[0]["passed"], "equalization alone must pass for this test to mean anything"
+        best = steps[0]["shortfall_after"]
+        for step in steps[1:]:
+            assert step["shortfall_before"] == best
+            if step["kept"]:
+                assert step["shortfall_after"] < best
+                best = step["shortfall_after"]
+        assert any(step["kept"] for step in steps[1:]), "no later technique was kept: the test means nothing"
 
 
 def test_the_convert_report_shows_what_recovery_bought(outlier_bundles) -> None:

@@ -16,7 +16,7 @@ from edgedl.converters.bias_correction import correct_biases
 from edgedl.converters.equalize import equalize, find_sites
 from edgedl.converters.int8_grid import fake_quant, weight_scales
 from edgedl.converters.quantize import CPU_SCHEMES, Quantizer
-from edgedl.converters.ranges import choose
+from edgedl.converters.ranges import choose, choose_ranges
 
 
 def _spread(peaks: np.ndarray) -> float:
@@ -48,6 +48,25 @@ def test_range_choice_clips_a_heavy_tail_and_keeps_min_max_for_a_uniform_tensor(
         clipped = choose(heavy, float(heavy.min()), float(heavy.max()), symmetric)
         assert clipped.method != "minmax" and max(-clipped.low, clipped.high) < np.abs(heavy).max(), clipped
         assert clipped.relative_error < 0.95
+
+
+def test_range_choice_does_not_depend_on_the_order_calibration_lists_tensors_in(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnxruntime.quantization.calibrate import TensorsData
+
+    from edgedl.converters import ranges as range_module
+
+    monkeypatch.setattr(range_module, "SAMPLED_VALUES", 256)  # fewer than a tensor holds: values are drawn at random
+
+    model, feeds = outlier_net(), samples(8)
+    quantizer = Quantizer(tmp_path / "fp32.onnx", feeds, "minmax", tmp_path)
+    onnx.save_model(model, str(quantizer.fp32_path))
+    ranges = quantizer.ranges(True)
+    backwards = TensorsData(ranges.calibration_method, dict(reversed(list(ranges.data.items()))))
+    chosen = [choose_ranges(model, data, feeds, symmetric=True)[0].data for data in (ranges, backwards)]
+    assert len(chosen[0]) > 2
+    for name, value in chosen[0].items():
+        assert np.array_equal(value.range_value, chosen[1][name].range_value), name
 
 
 def test_bias_correction_takes_back_the_mean_shift_of_quantized_convs(tmp_path: Path) -> None:
