@@ -6,7 +6,9 @@ events); the mux only takes what is ready. A batch takes frames in rotation, at 
 source per pass, starting one source later each batch, so no source starves another; a source
 with nothing ready is skipped, never waited for, so a stalled or disconnected camera cannot hold
 the others back. Once the first frame of a batch is in hand the mux waits at most ``wait_s``
-for the batch to fill, then runs with what it has.
+for the sources that have given nothing to it yet, then runs with what it has: a source's next
+frame is a frame interval away, so a batch never waits for one. With one source that makes a
+batch whatever frames are already queued (a video file's backlog), and never a wait.
 """
 
 from __future__ import annotations
@@ -86,8 +88,8 @@ class SourceMux:
         """Up to ``size`` ready (source name, frame) pairs, in rotation over the sources; empty when none came
         within ``timeout``.
 
-        After the first frame, waits at most ``wait_s`` for the batch to fill. Frames of one source keep
-        their order within and across batches.
+        After the first frame, waits at most ``wait_s`` while some source that can still give a frame has
+        given none to this batch. Frames of one source keep their order within and across batches.
         """
         batch: list[tuple[str, Frame]] = []
         deadline = time.monotonic() + timeout
@@ -95,7 +97,7 @@ class SourceMux:
         while True:
             self._arrived.clear()  # before looking, so a frame that lands meanwhile wakes the wait below
             self._take_rounds(batch, size)
-            if len(batch) >= size or self.ended:
+            if len(batch) >= size or self.ended or (batch and self._all_in(batch)):
                 break
             now = time.monotonic()
             if batch and filled_by is None:
@@ -107,15 +109,22 @@ class SourceMux:
         self._turn += 1
         return batch
 
+    def _all_in(self, batch: list[tuple[str, Frame]]) -> bool:
+        """Whether every source that can still give a frame has given one to ``batch``."""
+        given = {name for name, _ in batch}
+        return all(entry.name in given for entry in self.entries() if not entry.exhausted(self.max_frames))
+
     def _take_rounds(self, batch: list[tuple[str, Frame]], size: int) -> None:
         """Passes over the sources in this batch's rotation, one ready frame from each per pass, until the batch
-        is full or a pass finds nothing ready."""
+        is full or a pass finds nothing ready. A live source (latest-frame policy) gives at most one frame to a
+        batch: its queued frames are older ones, and a batch of them would only add latency."""
         while len(batch) < size:
             took = False
             for entry in self._rotation():
                 if len(batch) >= size:
                     break
-                if entry.exhausted(self.max_frames):
+                if entry.exhausted(self.max_frames) or (getattr(entry.stream, "policy", "block") == "latest"
+                                                        and any(name == entry.name for name, _ in batch)):
                     continue
                 frame = entry.stream.read(timeout=0)
                 if frame is not None:

@@ -38,6 +38,8 @@ log = logging.getLogger("edgedl.pipeline")
 
 _END = object()  # passed down the stages when the sources end
 _POLL_S = 0.05  # how often a blocked stage looks at the stop flag
+#: Stages timed once per model call: every frame of a batch carries the whole call's time in its timings.
+BATCHED_STAGES = frozenset({"preprocess", "infer", "device"})
 
 
 @dataclass
@@ -87,9 +89,10 @@ class Pipeline:
     ``preprocess`` (a spec or preset name; needed for a bare ONNX model), ``device_preprocess`` (``auto``,
     ``cpu`` or ``gpu``), ``max_frames`` (per source), ``queue_size``, ``overwrite`` (sink files),
     ``on_event`` (called with each :class:`SourceEvent`), ``source_options`` passed to
-    :func:`edgedl.sources.open_source`, ``batch_size`` (frames per model call; default: the model's fixed
-    batch, else one per source up to :data:`edgedl.vocabulary.MAX_BATCH`), ``batch_wait_ms``
-    (how long a batch waits to fill once its first frame is in), ``tracker`` (a name in
+    :func:`edgedl.sources.open_source`, ``batch_size`` (the most frames per model call; default: the model's
+    fixed batch, else one per source and at least 4, up to :data:`edgedl.vocabulary.MAX_BATCH`: a dynamic batch
+    runs the frames that are ready), ``batch_wait_ms`` (how long a batch waits, once its first frame is in,
+    for sources that have given it nothing yet), ``tracker`` (a name in
     :data:`edgedl.tracking.TRACKERS`: detections get a ``track_id`` that stays with their object, per
     source) and ``metrics_port`` (serve Prometheus metrics on ``127.0.0.1:PORT/metrics`` while running; 0
     picks a free port, see :attr:`metrics_url`).
@@ -392,8 +395,7 @@ class Pipeline:
 
     def _preprocess(self, batch: _Batch) -> _Batch:
         t0 = time.perf_counter()
-        batch.data, batch.geometries = self.setup.preprocess_batch([frame.image for frame in batch.frames],
-                                                                   self.batch_size)
+        batch.data, batch.geometries = self.setup.preprocess_batch([frame.image for frame in batch.frames])
         batch.timings["preprocess"] = (time.perf_counter() - t0) * 1e3
         return batch
 

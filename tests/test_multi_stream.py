@@ -156,6 +156,50 @@ def test_the_mux_rotates_and_never_waits_for_a_source_with_nothing_ready() -> No
         assert {n for n, _ in rest} == {"a"} and time.monotonic() - started < 1.0
 
 
+def test_a_batch_never_waits_for_a_next_frame_of_a_source_already_in_it(model: edgedl.Model) -> None:
+    from edgedl.stream_setup import BACKLOG_BATCH, StreamSetup
+
+    with open_source(shapes(0, 8)) as a:
+        mux = SourceMux()
+        mux.add("a", a)
+        time.sleep(0.3)  # a backlog of decoded frames (open_source queues up to 4)
+        started = time.monotonic()
+        taken = mux.gather(BACKLOG_BATCH + 2, wait_s=5.0, timeout=10.0)
+        assert time.monotonic() - started < 2.5, "waited for a frame of the only source"
+        assert 2 <= len(taken) <= BACKLOG_BATCH and [f.index for _, f in taken] == list(range(len(taken)))
+    setup = StreamSetup.for_model(model)
+    assert setup.fixed_batch is None and setup.batch_size(None, 1) == BACKLOG_BATCH
+    images = [np.zeros((240, 320, 3), np.uint8)] * 3
+    assert setup.preprocess_batch(images)[0].shape[0] == 3  # a dynamic batch runs the frames at hand, unpadded
+
+
+class _Queued:
+    """A stream stand-in with frames already queued and a queue policy."""
+
+    def __init__(self, policy: str, count: int) -> None:
+        from edgedl.results import Frame
+
+        self.policy, self.ended = policy, False
+        self.frames = [Frame(np.zeros((2, 2, 3), np.uint8), i, 0.0) for i in range(count)]
+
+    def read(self, timeout: float | None = None):
+        return self.frames.pop(0) if self.frames else None
+
+    def watch(self, event: threading.Event) -> None:
+        pass
+
+    def unwatch(self, event: threading.Event) -> None:
+        pass
+
+
+def test_a_live_camera_gives_one_frame_a_batch_and_a_file_its_backlog() -> None:
+    mux = SourceMux()
+    mux.add("camera", _Queued("latest", 3))
+    mux.add("file", _Queued("block", 3))
+    taken = mux.gather(6, wait_s=0.0, timeout=1.0)
+    assert sorted(name for name, _ in taken) == ["camera", "file", "file", "file"]
+
+
 def test_stack_pads_and_split_drops_the_padding() -> None:
     rows = [np.full((1, 2), i, np.float32) for i in range(3)]
     batch = stack(rows, 4)

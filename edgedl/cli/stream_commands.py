@@ -85,6 +85,8 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edgedl.pipeline import BATCHED_STAGES
+
     table = Table(title=title, show_header=False)
     lat = summary["latency_ms"]
     rows = [("frames processed", f"{summary['frames_processed']} of {summary['frames_captured']} captured "
@@ -92,8 +94,10 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
             ("throughput", f"{summary['fps']:.1f} fps over {summary['seconds']:.1f} s"),
             ("latency (capture → result)", f"p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, "
                                            f"max {lat['max']:.1f} ms")]
-    rows += [(f"  {stage}", f"{ms:.2f} ms/frame") for stage, ms in summary["stage_ms"].items()]
-    if any(size > 1 for size in summary.get("batch_sizes", {})):
+    batched = any(size > 1 for size in summary.get("batch_sizes", {}))
+    rows += [(f"  {stage}", f"{ms:.2f} {'ms/call' if batched and stage in BATCHED_STAGES else 'ms/frame'}")
+             for stage, ms in summary["stage_ms"].items()]
+    if batched:
         rows.append(("batches (frames: calls)", ", ".join(f"{size}: {count}" for size, count in
                                                           summary["batch_sizes"].items())))
     for name, part in summary.get("sources", {}).items():
@@ -124,10 +128,10 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 @click.option("--postprocess", help="Postprocessor name (default: from the bundle's task and outputs).")
 @click.option("--preset", type=choice(PRESETS), help="Preprocessing for a bare ONNX file.")
 @click.option("--device-preprocess", type=choice(DEVICE_PREPROCESS), default=AUTO, show_default=True)
-@click.option("--batch-size", type=int, help="Frames per model call (default: the model's fixed batch, else one per "
-                                            "source up to 8).")
+@click.option("--batch-size", type=int, help="The most frames per model call (default: the model's fixed batch, else "
+                                            "one per source and at least 4, up to 8).")
 @click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="How long a batch waits to fill once its first frame is in.")
+              help="How long a batch waits, once its first frame is in, for sources that have given it nothing yet.")
 @click.option("--tracker", type=choice(TRACKERS), help="Give detections track ids that follow their objects, per source.")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while running.")
 @click.option("--overwrite", is_flag=True, help="Replace existing sink files; a sink with {source} in its name writes one "
