@@ -198,10 +198,23 @@ def test_a_probability_map_is_judged_where_fp32_says_yes() -> None:
     thinner = [{"prob": np.where((r["prob"] > 0.5) & (np.arange(64) % 4 == 0)[:, None], 0.1, r["prob"])}
                for r in reference]
     ok, reason = passes(agreement(reference, thinner, classify=False), Gate())
-    assert not ok and "map IoU 0.750 < 0.9" in reason
+    assert not ok and "map IoU 0.750 < 0.95" in reason
     wiped = [{"prob": np.zeros_like(r["prob"])} for r in reference]
     ok, reason = passes(agreement(reference, wiped, classify=False), Gate())
     assert not ok and "map IoU 0.000" in reason
+
+
+def test_a_page_whose_text_is_lost_counts_as_a_page_not_as_its_few_pixels() -> None:
+    reference = _maps(9, text=True)
+    for r in reference[1:]:
+        r["prob"][0, 0, 2:62, 2:62] = 0.95  # eight pages full of text
+    page_lost = [{"prob": np.zeros_like(r["prob"]) if i == 0 else r["prob"]} for i, r in enumerate(reference)]
+    report = agreement(reference, page_lost, classify=False)["prob"]
+    pixels_kept = sum(int((r["prob"] > 0.3).sum()) for r in reference[1:]) / report["map_pixels"]
+    assert pixels_kept > 0.98  # pooled over pixels, the lost page would hardly count
+    assert report["map_worst_iou"] == 0.0 and report["map_iou"] == pytest.approx(8 / 9)
+    ok, reason = passes({"prob": report}, Gate())
+    assert not ok and "map IoU 0.889" in reason
 
 
 def test_maps_with_nothing_said_yes_to_ask_for_more_data() -> None:
