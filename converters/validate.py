@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from edgedl.errors import CalibrationError
+from edgedl.loading.ort_session import SPIN_US
 from edgedl.options import Gate
 from edgedl.postprocess.base import PostContext
 from edgedl.postprocess.detection import yolo_anchors
@@ -432,11 +433,17 @@ def detection_decoder(task: str | None, outputs: list[tuple[str, tuple]]) -> Dec
     return Decoder(name, get(name))
 
 
+#: How long a timed call waits for the previous session's idle workers to stop spinning.
+SETTLE_S = 2 * SPIN_US / 1e6
+
+
 def latencies_ms(sessions: dict[str, Any], feed: Sample, rounds: int = 30, warmup: int = 3) -> dict[str, float]:
     """Median latency of each session on one input, measured alternately in one run.
 
     Interleaving the sessions round by round means clock drift and background
-    load hit every candidate alike, so their ratios are trustworthy.
+    load hit every candidate alike, so their ratios are trustworthy. Each call waits out the spin of
+    the session before it (:data:`~edgedl.loading.ort_session.SPIN_US`), whose idle workers would
+    otherwise hold a core through the start of the next session's call.
     """
     for session in sessions.values():
         for _ in range(warmup):
@@ -444,6 +451,7 @@ def latencies_ms(sessions: dict[str, Any], feed: Sample, rounds: int = 30, warmu
     times: dict[str, list[float]] = {k: [] for k in sessions}
     for _ in range(rounds):
         for key, session in sessions.items():
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             session.run(None, feed)
             times[key].append((time.perf_counter() - start) * 1e3)

@@ -55,7 +55,8 @@ def test_recovery_goes_on_after_the_first_pass_while_each_technique_brings_int8_
             if step["kept"]:
                 assert step["shortfall_after"] < best
                 best = step["shortfall_after"]
-        assert any(step["kept"] for step in steps[1:]), "no later technique was kept: the test means nothing"
+    trt = outlier_bundles["auto"].manifest.validation["variants"]["int8-trt"]["recovery"]  # one scheme, not timed
+    assert any(step["kept"] for step in trt[1:]), "no later technique was kept: the test means nothing"
 
 
 def test_the_convert_report_shows_what_recovery_bought(outlier_bundles) -> None:

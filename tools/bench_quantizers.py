@@ -45,7 +45,6 @@ import argparse
 import importlib.util
 import logging
 import math
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,19 +152,12 @@ def conv_share(quantized: Path, fp32: Path) -> float:
 
 
 def latencies(paths: dict[str, Path], feed: np.ndarray, rounds: int) -> dict[str, float]:
-    """Median ms per model, ONNX Runtime CPU, the models run one after the other in each round."""
+    """Median ms per model, ONNX Runtime CPU, the models run one after the other in each round (as convert
+    times its candidates: :func:`edgedl.converters.validate.latencies_ms`)."""
+    from edgedl.converters.validate import latencies_ms
+
     sessions = {key: cpu_session(path) for key, path in paths.items()}
-    names = {key: s.get_inputs()[0].name for key, s in sessions.items()}
-    for _ in range(5):
-        for key, session in sessions.items():
-            session.run(None, {names[key]: feed})
-    times: dict[str, list[float]] = {key: [] for key in sessions}
-    for _ in range(rounds):
-        for key, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, {names[key]: feed})
-            times[key].append(time.perf_counter() - start)
-    return {key: 1000 * statistics.median(values) for key, values in times.items()}
+    return latencies_ms(sessions, {hard_models.input_name(paths["fp32"]): feed}, rounds=rounds, warmup=5)
 
 
 # --------------------------------------------------------------------------- the quantizers
