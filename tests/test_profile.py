@@ -503,7 +503,7 @@ def test_several_sources_are_profiled_each_and_in_total(template: Path, tmp_path
     assert f"| yard | {run['sources']['yard']['frames']['captured']} | 12 | 0 | 10 |" in markdown
     assert f"| {uris[0]} | " in markdown and "| all | " in markdown
     calls = ", ".join(f"{size}: {count}" for size, count in run["batch_sizes"].items())
-    assert f"model calls by frames per call: {calls}_" in markdown
+    assert f"model calls by frames per call: {calls} (preprocess and infer time the whole call" in markdown
 
 
 def test_diff_reads_reports_made_before_per_source_data(template: Path, tmp_path: Path) -> None:

@@ -70,7 +70,8 @@ def stage_table(run: dict[str, Any]) -> TextTable:
                       caption=f"frames: {frames['captured']} captured, {frames['processed']} processed, "
                               f"{frames['dropped']} dropped; {frames.get('warmup', 0)} warm-up frames left out; "
                               "queued: time not spent in any timed stage"
-                              + (f"; model calls by frames per call: {calls}" if calls else ""))
+                              + (f"; model calls by frames per call: {calls} (preprocess and infer time the whole "
+                                 "call each frame went through)" if calls else ""))
     for name, stats in run["stages"].items():
         table.rows.append([name, str(stats["count"]), *(fmt_ms(stats[k]) for k in ("median", "p90", "p99", "max", "mean"))])
     table.rows.append(["end to end", str(run["latency"]["count"]),
