@@ -90,8 +90,8 @@ class Pipeline:
     ``cpu`` or ``gpu``), ``max_frames`` (per source), ``queue_size``, ``overwrite`` (sink files),
     ``on_event`` (called with each :class:`SourceEvent`), ``source_options`` passed to
     :func:`edgedl.sources.open_source`, ``batch_size`` (the most frames per model call; default: the model's
-    fixed batch, else one per source and at least 4, up to :data:`edgedl.vocabulary.MAX_BATCH`: a dynamic batch
-    runs the frames that are ready), ``batch_wait_ms`` (how long a batch waits, once its first frame is in,
+    fixed batch, else :data:`edgedl.vocabulary.MAX_BATCH`: a dynamic batch runs the frames that are
+    ready), ``batch_wait_ms`` (how long a batch waits, once its first frame is in,
     for sources that have given it nothing yet), ``tracker`` (a name in
     :data:`edgedl.tracking.TRACKERS`: detections get a ``track_id`` that stays with their object, per
     source) and ``metrics_port`` (serve Prometheus metrics on ``127.0.0.1:PORT/metrics`` while running; 0

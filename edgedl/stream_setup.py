@@ -21,11 +21,11 @@ from edgedl.preprocess import PRESETS, Geometry, PreprocessSpec, preprocess
 from edgedl.results import Prediction
 from edgedl.vocabulary import DEVICE_PREPROCESS, MAX_BATCH
 
-#: The fewest frames a model with a dynamic batch may take per call: frames already queued (a video file decodes
-#: ahead) go through together, never waited for. One call on several frames spends less CPU per frame than
-#: several calls (YOLOv8n-shaped at 320, ONNX Runtime, 2 cores, blocking workers: 19.4 ms of CPU a frame one by
-#: one, 17.4 two at a time, 16.6 four at a time; tools/bench_stream.py shows what a stream gains).
-BACKLOG_BATCH = 4
+#: A model with a dynamic batch takes up to MAX_BATCH frames a call by default: the frames already queued (a video
+#: file decodes ahead; a live camera gives its newest only) go through together, never waited for. One call on
+#: several frames spends less CPU per frame than several calls (YOLOv8n-shaped at 320, ONNX Runtime, 2 cores,
+#: blocking workers: 19.4 ms of CPU a frame one by one, 17.4 two at a time, 16.6 four at a time);
+#: tools/bench_stream.py and tools/bench_multistream.py show what streams gain.
 
 log = logging.getLogger("edgedl.pipeline")
 
@@ -89,12 +89,11 @@ class StreamSetup:
         return dim if isinstance(dim, int) and dim > 0 else None
 
     def batch_size(self, requested: int | None, sources: int) -> int:
-        """The most frames per model call: ``requested``, else the model's fixed batch, else one per source and at
-        least :data:`BACKLOG_BATCH` (at most :data:`MAX_BATCH`). A fixed batch larger than the frames at hand is
-        padded; a dynamic one runs the frames at hand."""
+        """The most frames per model call: ``requested``, else the model's fixed batch, else :data:`MAX_BATCH`.
+        A fixed batch larger than the frames at hand is padded; a dynamic one runs the frames at hand."""
         fixed = self.fixed_batch
         if requested is None:
-            return fixed if fixed is not None else min(max(sources, BACKLOG_BATCH), MAX_BATCH)
+            return fixed if fixed is not None else MAX_BATCH
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise UsageError(f"batch size must be a whole number of at least 1, got {requested!r}",
                              fix="for example batch_size=4 (--batch-size 4)")

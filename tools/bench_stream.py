@@ -6,7 +6,7 @@ For each model: a 1280x720 video (synthetic shapes, written here with OpenCV) st
 the whole pipeline (decode, letterbox preprocessing, inference, YOLOv8 decoding and NMS), and
 the same model is timed bare, ``model(x)`` on one preprocessed frame, right before each stream.
 The bundles have a dynamic batch, so the pipeline runs the frames a video file has decoded ahead
-a few at a time (up to ``edgedl.stream_setup.BACKLOG_BATCH`` a call); bare ``model(x)`` is one
+a few at a time (up to ``edgedl.vocabulary.MAX_BATCH`` a call); bare ``model(x)`` is one
 frame a call, as a user's own loop runs it. The stage times printed are per call.
 Bare and pipeline runs alternate for ``--rounds`` rounds and the median of the per-round ratios
 is reported with its range: on a shared 2-core machine single runs move by ±10%.

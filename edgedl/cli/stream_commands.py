@@ -129,7 +129,7 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 @click.option("--preset", type=choice(PRESETS), help="Preprocessing for a bare ONNX file.")
 @click.option("--device-preprocess", type=choice(DEVICE_PREPROCESS), default=AUTO, show_default=True)
 @click.option("--batch-size", type=int, help="The most frames per model call (default: the model's fixed batch, else "
-                                            "one per source and at least 4, up to 8).")
+                                            "8; a dynamic batch runs the frames that are ready).")
 @click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="How long a batch waits, once its first frame is in, for sources that have given it nothing yet.")
 @click.option("--tracker", type=choice(TRACKERS), help="Give detections track ids that follow their objects, per source.")
