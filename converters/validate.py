@@ -208,7 +208,7 @@ def is_probability_map(refs: list[np.ndarray]) -> bool:
 
 
 def map_agreement(refs: list[np.ndarray], cands: list[np.ndarray]) -> dict[str, float]:
-    """A probability map judged where FP32 says yes (above :data:`MAP_THRESHOLD`), pooled over samples.
+    """A probability map judged where FP32 says yes (above :data:`MAP_THRESHOLD`): IoU per sample, error pooled.
 
     ``map_pixels``: FP32's "yes" pixels (the evidence); ``map_iou``: the IoU of the variant's "yes" pixels with
     FP32's (missed and invented areas both count), the mean over the samples where either says yes (1.0 when

@@ -113,7 +113,7 @@ class Pipeline:
         self._sources = named_sources(source)
         self._trackers = _trackers(tracker, options)
         self.setup = StreamSetup.for_model(model, **options)
-        self.batch_size = self.setup.batch_size(batch_size, len(self._sources))
+        self.batch_size = self.setup.batch_size(batch_size)
         self._batch_wait_s = batch_wait_ms / 1e3
         self._source_options = dict(source_options or {})
         self._sink_arg, self._overwrite = sink, overwrite

@@ -21,12 +21,6 @@ from edgedl.preprocess import PRESETS, Geometry, PreprocessSpec, preprocess
 from edgedl.results import Prediction
 from edgedl.vocabulary import DEVICE_PREPROCESS, MAX_BATCH
 
-#: A model with a dynamic batch takes up to MAX_BATCH frames a call by default: the frames already queued (a video
-#: file decodes ahead; a live camera gives its newest only) go through together, never waited for. One call on
-#: several frames spends less CPU per frame than several calls (YOLOv8n-shaped at 320, ONNX Runtime, 2 cores,
-#: blocking workers: 19.4 ms of CPU a frame one by one, 17.4 two at a time, 16.6 four at a time);
-#: tools/bench_stream.py and tools/bench_multistream.py show what streams gain.
-
 log = logging.getLogger("edgedl.pipeline")
 
 
@@ -88,11 +82,16 @@ class StreamSetup:
         dim = spec.shape[0] if spec is not None and spec.shape else 1
         return dim if isinstance(dim, int) and dim > 0 else None
 
-    def batch_size(self, requested: int | None, sources: int) -> int:
+    def batch_size(self, requested: int | None) -> int:
         """The most frames per model call: ``requested``, else the model's fixed batch, else :data:`MAX_BATCH`.
         A fixed batch larger than the frames at hand is padded; a dynamic one runs the frames at hand."""
         fixed = self.fixed_batch
         if requested is None:
+            # Whatever is already queued (a video file decodes ahead; a live camera gives its newest frame only) goes
+            # through in one call, never waited for: one call on several frames spends less CPU per frame than
+            # several calls (YOLOv8n-shaped at 320, ONNX Runtime, 2 cores, blocking workers: 19.4 ms of CPU a frame
+            # one by one, 17.4 two at a time, 16.6 four at a time; tools/bench_stream.py and
+            # tools/bench_multistream.py show what streams gain).
             return fixed if fixed is not None else MAX_BATCH
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise UsageError(f"batch size must be a whole number of at least 1, got {requested!r}",

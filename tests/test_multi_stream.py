@@ -169,7 +169,7 @@ def test_a_batch_never_waits_for_a_next_frame_of_a_source_already_in_it(model: e
         assert time.monotonic() - started < 2.5, "waited for a frame of the only source"
         assert 2 <= len(taken) <= 4 and [f.index for _, f in taken] == list(range(len(taken)))
     setup = StreamSetup.for_model(model)
-    assert setup.fixed_batch is None and setup.batch_size(None, 1) == MAX_BATCH
+    assert setup.fixed_batch is None and setup.batch_size(None) == MAX_BATCH
     images = [np.zeros((240, 320, 3), np.uint8)] * 3
     assert setup.preprocess_batch(images)[0].shape[0] == 3  # a dynamic batch runs the frames at hand, unpadded
 
