@@ -60,7 +60,6 @@ from edgedl.sources.scenes import (  # noqa: E402
     fill_shape,
     finish,
     noise_bank,
-    place,
     shape_points,
 )
 
@@ -113,8 +112,13 @@ def _torch():
     return models._torch()
 
 
-def _cached(out_dir: Path | None, name: str, seed: int) -> Path:
-    return Path(out_dir or CACHE) / f"{name}-seed{seed}-r{RECIPE}.onnx"
+def _built(out_dir: Path | None, name: str, seed: int, train: Callable[[Path], Path]) -> Path:
+    """Fixture ``name``'s cached file for ``seed``, made by ``train(path)`` on one thread when there is none yet."""
+    path = Path(out_dir or CACHE) / f"{name}-seed{seed}-r{RECIPE}.onnx"
+    if path.is_file():
+        return path
+    with _one_thread():
+        return train(path)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -158,20 +162,8 @@ def _draw_shape(canvas: np.ndarray, rng: np.random.Generator, cls: int, cx: floa
 
 
 def _detector_frame(rng: np.random.Generator, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A 320x240 frame with one to six shapes; labels ``[k, 5]``: class, x1, y1, x2, y2 in frame pixels."""
-    w, h = DETECTION_FRAME
-    canvas = background(rng, h, w)
-    taken: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    for _ in range(int(rng.integers(1, 7))):
-        spot = place(rng, w, h, taken)
-        if spot is None:
-            continue
-        cx, cy, r = spot
-        cls = int(rng.choice(len(SHAPES), p=SHAPE_FREQUENCY))
-        taken.append(np.array([cx - r, cy - r, cx + r, cy + r]))
-        labels.append(np.concatenate([[cls], _draw_shape(canvas, rng, cls, cx, cy, r)]))
-    return finish(rng, canvas, noise), np.array(labels, np.float32).reshape(-1, 5)
+    """A 320x240 frame with one to six shapes, classes at SHAPE_FREQUENCY; labels ``[k, 5]``: class, x1, y1, x2, y2."""
+    return models.scene_frame(rng, noise, 6, lambda r: int(r.choice(len(SHAPES), p=SHAPE_FREQUENCY)), _draw_shape)
 
 
 def _text_frame(rng: np.random.Generator, noise: np.ndarray, lines: tuple[int, int] = (1, 6)) -> tuple[np.ndarray, np.ndarray]:
@@ -323,11 +315,7 @@ def build_hard_detector(out_dir: Path | None = None, seed: int = 0, steps: int =
     with grey 114 (edgedl's ``yolo`` preset). Raises ``RuntimeError`` if the held-out recall (IoU >
     0.5, right class, score > 0.25) stays below 0.5. Reuses the cached file when there is one.
     """
-    path = _cached(out_dir, "hard-detector", seed)
-    if path.is_file():
-        return path
-    with _one_thread():
-        return _train_hard_detector(path, seed, steps)
+    return _built(out_dir, "hard-detector", seed, lambda path: _train_hard_detector(path, seed, steps))
 
 
 def _train_hard_detector(path: Path, seed: int, steps: int) -> Path:
@@ -561,11 +549,7 @@ def build_text_segmenter(out_dir: Path | None = None, seed: int = 0, steps: int 
     :func:`_widen_outliers` makes its outlier channels. Raises ``RuntimeError`` if the held-out IoU
     of the thresholded map with the drawn text stays below 0.5. Reuses the cached file when there is one.
     """
-    path = _cached(out_dir, "text-segmenter", seed)
-    if path.is_file():
-        return path
-    with _one_thread():
-        return _train_text_segmenter(path, seed, steps)
+    return _built(out_dir, "text-segmenter", seed, lambda path: _train_text_segmenter(path, seed, steps))
 
 
 def _train_text_segmenter(path: Path, seed: int, steps: int) -> Path:

@@ -28,6 +28,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,21 +79,28 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / (area(box) + area(boxes) - inter)
 
 
-def _detection_frame(rng: np.random.Generator, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A frame with one to four shapes; labels ``[k, 5]``: class, x1, y1, x2, y2 in frame pixels."""
+def scene_frame(rng: np.random.Generator, noise: np.ndarray, most: int, pick: Callable[[np.random.Generator], int],
+                paint: Callable[..., np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A DETECTOR_FRAME-sized frame with one to ``most`` objects, each of class ``pick(rng)`` drawn by
+    ``paint(canvas, rng, cls, cx, cy, r)`` (which returns its box); labels ``[k, 5]``: class, x1, y1, x2, y2."""
     w, h = DETECTOR_FRAME
     canvas = background(rng, h, w)
     boxes: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(1, most + 1))):
         spot = place(rng, w, h, boxes)
         if spot is None:  # no room left for this object
             continue
         cx, cy, r = spot
-        cls = int(rng.integers(len(CLASSES)))
+        cls = pick(rng)
         boxes.append(np.array([cx - r, cy - r, cx + r, cy + r]))
-        labels.append(np.concatenate([[cls], draw(canvas, rng, cls, cx, cy, r)]))
+        labels.append(np.concatenate([[cls], paint(canvas, rng, cls, cx, cy, r)]))
     return finish(rng, canvas, noise), np.array(labels, np.float32).reshape(-1, 5)
+
+
+def _detection_frame(rng: np.random.Generator, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A frame with one to four of edgedl's scene shapes, classes equally likely."""
+    return scene_frame(rng, noise, 4, lambda r: int(r.integers(len(CLASSES))), draw)
 
 
 def _frames(kind: str, n: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[Any]]:
